@@ -1,0 +1,97 @@
+"""Form validation: collect an order reference and prove the customer owns it."""
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any, Dict, List, Optional
+
+from rasa_sdk import Tracker
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.forms import FormValidationAction
+
+from actions.common import MAX_VERIFY_FAILURES, channel_of, customer_id_of
+from kefu import id_formats
+from kefu.db import session_scope
+from kefu.privacy import mask_phone
+from kefu.services import customers, orders
+
+ADDRESS_HINT = re.compile(r"[省市区县旗镇乡村路街道巷弄号栋楼室]")
+
+
+def _failures(tracker: Tracker) -> int:
+    return int(tracker.get_slot("verify_failures") or 0)
+
+
+class ValidateOrderForm(FormValidationAction):
+    def name(self) -> str:
+        return "validate_order_form"
+
+    def _required(self, tracker: Tracker) -> List[str]:
+        if _failures(tracker) >= MAX_VERIFY_FAILURES:
+            return []  # stop asking; action_run_task hands over to a human
+        reference = tracker.get_slot("order_id")
+        if not reference:
+            return ["order_id", "phone"]
+        with session_scope() as session:
+            order = orders.find_order(session, reference)
+            if order is None or customer_id_of(session, tracker) != order.customer_id:
+                return ["order_id", "phone"]
+            if tracker.get_slot("task") == "change_order_info" and orders.can_change_address(order).ok:
+                return ["order_id", "new_address"]
+        return ["order_id"]
+
+    async def required_slots(self, domain_slots, dispatcher, tracker, domain) -> List[str]:
+        return await asyncio.to_thread(self._required, tracker)
+
+    async def extract_order_id(self, dispatcher, tracker: Tracker, domain) -> Dict[str, Any]:
+        # "SF100000000001 到哪了": a tracking number identifies the order as well
+        if not tracker.get_slot("order_id") and tracker.get_slot("tracking_number"):
+            return {"order_id": tracker.get_slot("tracking_number")}
+        return {}
+
+    def validate_order_id(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                          domain) -> Dict[str, Any]:
+        reference = None
+        if id_formats.is_order_id(value) or id_formats.is_tracking_number(value):
+            reference = id_formats.normalize(value)
+        else:
+            reference = id_formats.find_order_reference(str(value))
+        if reference is None:
+            failures = _failures(tracker) + 1
+            if failures < MAX_VERIFY_FAILURES:
+                dispatcher.utter_message(response="utter_invalid_order_id")
+            return {"order_id": None, "tracking_number": None, "verify_failures": failures}
+        return {"order_id": reference}
+
+    def _check_phone(self, value: Any, tracker: Tracker) -> Optional[Dict[str, Any]]:
+        answer = id_formats.find_phone(str(value)) or id_formats.find_digits(str(value), 4) or ""
+        with session_scope() as session:
+            order = orders.find_order(session, tracker.get_slot("order_id"))
+            if order is not None and customers.phone_proves_order(order, answer):
+                customers.bind_sender(session, channel_of(tracker), tracker.sender_id, order.customer_id)
+                return {"order_id": order.order_no, "phone": mask_phone(order.customer.phone),
+                        "customer_id": str(order.customer_id), "verify_failures": 0}
+        return None
+
+    async def validate_phone(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                             domain) -> Dict[str, Any]:
+        if not (id_formats.find_phone(str(value)) or id_formats.find_digits(str(value), 4)):
+            dispatcher.utter_message(response="utter_invalid_phone")
+            return {"phone": None}
+        proven = await asyncio.to_thread(self._check_phone, value, tracker)
+        if proven:
+            dispatcher.utter_message(response="utter_verified")
+            return proven
+        failures = _failures(tracker) + 1
+        if failures < MAX_VERIFY_FAILURES:
+            dispatcher.utter_message(response="utter_verify_failed", remaining=MAX_VERIFY_FAILURES - failures)
+        # no hint whether the order exists: both slots are asked again
+        return {"phone": None, "order_id": None, "tracking_number": None, "verify_failures": failures}
+
+    def validate_new_address(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                             domain) -> Dict[str, Any]:
+        text = str(value or "").strip()
+        if 6 <= len(text) <= 120 and ADDRESS_HINT.search(text):
+            return {"new_address": text}
+        dispatcher.utter_message(response="utter_invalid_address")
+        return {"new_address": None}

@@ -1,0 +1,1 @@
+"""Business services used by the Rasa actions. Pure functions over a SQLAlchemy Session."""

@@ -1,0 +1,321 @@
+"""Custom actions against a real temp SQLite demo DB (rasa-sdk Tracker + CollectingDispatcher)."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Dict, List, Optional
+
+import pytest
+from rasa_sdk import Tracker
+from rasa_sdk.executor import CollectingDispatcher
+from sqlalchemy import select
+
+from actions.dialogue import ActionClarify, ActionDiscardPending, ActionExecutePending, ActionRateService, ActionRunTask
+from actions.forms import ValidateOrderForm
+from actions.handoff import ActionAccountIssue, ActionHandoff
+from kefu.db import session_scope
+from kefu.models import AfterSale, Handoff, Order, Rating, SenderBinding, Ticket
+
+DOMAIN: Dict[str, Any] = {"slots": {}, "forms": {"order_form": {"required_slots": ["order_id", "phone", "new_address"]}}}
+
+
+@pytest.fixture
+def db(fresh_db_url, monkeypatch) -> str:
+    monkeypatch.setenv("DATABASE_URL", fresh_db_url)
+    return fresh_db_url
+
+
+def tracker(slots: Optional[Dict[str, Any]] = None, text: str = "", intent: str = "inform",
+            entities: Optional[List[dict]] = None, events: Optional[List[dict]] = None,
+            active_loop: Optional[str] = None, sender: str = "u1") -> Tracker:
+    latest = {"text": text, "intent": {"name": intent, "confidence": 0.9},
+              "intent_ranking": [{"name": intent, "confidence": 0.9}], "entities": entities or []}
+    events = (events or []) + [{"event": "user", "text": text, "parse_data": latest,
+                               "input_channel": "rest"}]
+    return Tracker(sender, slots or {}, latest, events, False, None,
+                   {"name": active_loop} if active_loop else {}, "action_listen")
+
+
+def run(action, t: Tracker):
+    dispatcher = CollectingDispatcher()
+    events = asyncio.run(action.run(dispatcher, t, DOMAIN))
+    return dispatcher.messages, events
+
+
+def slots_of(events) -> Dict[str, Any]:
+    return {e["name"]: e["value"] for e in events if e.get("event") == "slot"}
+
+
+def responses(messages) -> List[str]:
+    return [m.get("response") for m in messages]
+
+
+def order(url: str, order_no: str) -> Order:
+    with session_scope(url) as s:
+        return s.execute(select(Order).where(Order.order_no == order_no)).scalar_one()
+
+
+# --- ownership proof in the form -------------------------------------------------------------
+
+def required(t: Tracker) -> List[str]:
+    return asyncio.run(ValidateOrderForm().required_slots(["order_id", "phone", "new_address"],
+                                                           CollectingDispatcher(), t, DOMAIN))
+
+
+def test_phone_is_required_until_ownership_is_proven(db):
+    assert required(tracker({"order_id": "202411010001"})) == ["order_id", "phone"]
+    with session_scope(db) as s:
+        zhang = order(db, "202411010001").customer_id
+    assert required(tracker({"order_id": "202411010001", "customer_id": str(zhang)})) == ["order_id"]
+    # proven for one customer does not prove someone else's order
+    assert required(tracker({"order_id": "202411050005", "customer_id": str(zhang)})) == ["order_id", "phone"]
+
+
+def test_new_address_is_asked_only_when_the_order_allows_a_change(db):
+    li = order(db, "202411180006").customer_id
+    zhang = order(db, "202411100003").customer_id
+    assert required(tracker({"order_id": "202411180006", "customer_id": str(li), "task": "change_order_info"})) == \
+        ["order_id", "new_address"]
+    assert required(tracker({"order_id": "202411100003", "customer_id": str(zhang), "task": "change_order_info"})) == \
+        ["order_id"]
+
+
+@pytest.mark.parametrize("answer", ["13800138000", "8000", "手机尾号是8000", "138 0013 8000"])
+def test_phone_or_last4_proves_and_binds_the_sender(db, answer):
+    t = tracker({"order_id": "202411010001", "phone": answer}, text=answer)
+    dispatcher = CollectingDispatcher()
+    result = asyncio.run(ValidateOrderForm().validate_phone(answer, dispatcher, t, DOMAIN))
+    assert result["customer_id"] == str(order(db, "202411010001").customer_id)
+    assert result["phone"] is None or "****" in result["phone"]
+    with session_scope(db) as s:
+        binding = s.execute(select(SenderBinding).where(SenderBinding.sender_id == "u1")).scalar_one()
+        assert binding.channel == "rest"
+
+
+def test_wrong_phone_reveals_nothing_and_counts_failures(db):
+    t = tracker({"order_id": "202411050005", "verify_failures": 1}, text="13800138000")
+    dispatcher = CollectingDispatcher()
+    result = asyncio.run(ValidateOrderForm().validate_phone("13800138000", dispatcher, t, DOMAIN))
+    assert result == {"phone": None, "order_id": None, "tracking_number": None, "verify_failures": 2}
+    assert responses(dispatcher.messages) == ["utter_verify_failed"]
+    # a missing order gets exactly the same answer
+    t = tracker({"order_id": "999999999999", "verify_failures": 1}, text="13800138000")
+    dispatcher2 = CollectingDispatcher()
+    assert asyncio.run(ValidateOrderForm().validate_phone("13800138000", dispatcher2, t, DOMAIN)) == result
+    assert dispatcher2.messages == dispatcher.messages
+
+
+def test_three_failures_stop_the_form(db):
+    assert required(tracker({"order_id": None, "verify_failures": 3})) == []
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("202411010001", "202411010001"), ("订单号是 2024-1101-0001 的那个", "202411010001"),
+    ("sf100000000001", "SF100000000001"), ("不知道", None), ("12345", None)])
+def test_order_reference_validation(db, value, expected):
+    result = ValidateOrderForm().validate_order_id(value, CollectingDispatcher(), tracker(), DOMAIN)
+    assert result["order_id"] == expected
+
+
+def test_tracking_number_fills_the_order_reference(db):
+    t = tracker({"tracking_number": "SF100000000001"})
+    assert asyncio.run(ValidateOrderForm().extract_order_id(CollectingDispatcher(), t, DOMAIN)) == \
+        {"order_id": "SF100000000001"}
+
+
+def test_address_validation():
+    form = ValidateOrderForm()
+    assert form.validate_new_address("上海市浦东新区世纪大道100号", CollectingDispatcher(), tracker(), DOMAIN) == \
+        {"new_address": "上海市浦东新区世纪大道100号"}
+    assert form.validate_new_address("随便", CollectingDispatcher(), tracker(), DOMAIN) == {"new_address": None}
+
+
+# --- tasks -------------------------------------------------------------------------------------
+
+def proven(db: str, order_no: str, **slots) -> Dict[str, Any]:
+    return {"order_id": order_no, "customer_id": str(order(db, order_no).customer_id), **slots}
+
+
+def test_run_task_without_proof_hands_over(db):
+    messages, events = run(ActionRunTask(), tracker({"order_id": "202411050005", "task": "query_order",
+                                                     "verify_failures": 3}))
+    assert "utter_handoff" in responses(messages)
+    with session_scope(db) as s:
+        assert s.execute(select(Handoff.reason)).scalar_one() == "verification_failed"
+
+
+def test_query_order_shows_details_and_next_steps(db):
+    messages, _ = run(ActionRunTask(), tracker(proven(db, "202411010001", task="query_order")))
+    assert messages[0]["response"] == "utter_order_detail"
+    assert messages[0]["status"] == "已签收" and "华为" in messages[0]["items"]
+    assert {b["payload"] for b in messages[0]["buttons"]} >= {"/request_return", "/invoice"}
+
+
+def test_tracking_shows_recent_events_and_eta(db):
+    messages, _ = run(ActionRunTask(), tracker(proven(db, "202411100003", task="track_logistics")))
+    assert messages[0]["response"] == "utter_tracking_detail"
+    assert messages[0]["carrier"] == "京东物流" and messages[0]["eta"] != ""
+    assert messages[0]["recent"].count("·") == 3
+
+
+def test_tracking_exception_offers_a_human(db):
+    messages, _ = run(ActionRunTask(), tracker(proven(db, "202411050005", task="track_logistics")))
+    assert responses(messages) == ["utter_tracking_detail_no_eta", "utter_tracking_exception"]
+
+
+def test_unshipped_order_tracking(db):
+    messages, _ = run(ActionRunTask(), tracker(proven(db, "202411150002", task="track_logistics")))
+    assert responses(messages) == ["utter_not_shipped"]
+
+
+def test_cancel_asks_confirmation_then_writes(db):
+    slots = proven(db, "202411150002", task="cancel_order")
+    messages, events = run(ActionRunTask(), tracker(slots))
+    assert responses(messages) == ["utter_confirm_cancel"]
+    assert slots_of(events)["pending_action"] == "cancel_order"
+    assert order(db, "202411150002").status == "paid"
+    messages, events = run(ActionExecutePending(), tracker({**slots, "pending_action": "cancel_order"}, intent="affirm"))
+    assert responses(messages) == ["utter_cancel_done"]
+    assert order(db, "202411150002").status == "cancelled"
+    assert slots_of(events)["pending_action"] is None
+
+
+def test_cancel_refusals_explain_why(db):
+    messages, events = run(ActionRunTask(), tracker(proven(db, "202411100003", task="cancel_order")))
+    assert responses(messages) == ["utter_refuse_cancel_already_shipped"]
+    assert "pending_action" not in slots_of(events)
+    messages, _ = run(ActionRunTask(), tracker(proven(db, "202410010007", task="cancel_order")))
+    assert responses(messages) == ["utter_refuse_cancel_already_cancelled"]
+
+
+def test_confirmation_is_rechecked_when_the_order_changed_meanwhile(db):
+    slots = proven(db, "202411150002", task="cancel_order", pending_action="cancel_order")
+    with session_scope(db) as s:
+        s.execute(select(Order).where(Order.order_no == "202411150002")).scalar_one().status = "shipped"
+    messages, _ = run(ActionExecutePending(), tracker(slots, intent="affirm"))
+    assert responses(messages) == ["utter_pending_refused"]
+    assert order(db, "202411150002").status == "shipped"
+
+
+def test_pending_action_requires_proof(db):
+    slots = {"order_id": "202411150002", "pending_action": "cancel_order"}
+    messages, _ = run(ActionExecutePending(), tracker(slots, intent="affirm"))
+    assert responses(messages) == ["utter_pending_expired"]
+    assert order(db, "202411150002").status == "paid"
+
+
+def test_deny_discards_the_pending_write(db):
+    messages, events = run(ActionDiscardPending(), tracker({"pending_action": "cancel_order"}, intent="deny"))
+    assert responses(messages) == ["utter_pending_discarded"] and slots_of(events)["pending_action"] is None
+
+
+def test_address_change(db):
+    slots = proven(db, "202411180006", task="change_order_info", new_address="上海市徐汇区漕溪北路1号")
+    messages, events = run(ActionRunTask(), tracker(slots))
+    assert responses(messages) == ["utter_confirm_address"] and messages[0]["old_address"].startswith("上海市浦东")
+    messages, _ = run(ActionExecutePending(), tracker({**slots, "pending_action": "change_address"}, intent="affirm"))
+    assert order(db, "202411180006").address == "上海市徐汇区漕溪北路1号"
+
+
+def test_return_within_window_creates_an_rma_with_the_customers_words(db):
+    words = {"event": "user", "text": "手机屏幕有划痕我要退货", "parse_data": {"intent": {"name": "request_return"}}}
+    slots = proven(db, "202411010001", task="request_return")
+    messages, events = run(ActionRunTask(), tracker(slots, events=[words]))
+    assert responses(messages) == ["utter_confirm_after_sale"] and messages[0]["reason"] == "手机屏幕有划痕我要退货"
+    messages, _ = run(ActionExecutePending(), tracker({**slots, "pending_action": "request_return"}, intent="affirm",
+                                                      events=[words]))
+    assert responses(messages) == ["utter_after_sale_done_return"]
+    with session_scope(db) as s:
+        rma = s.execute(select(AfterSale).where(AfterSale.rma_no == messages[0]["rma_no"])).scalar_one()
+        assert (rma.kind, rma.status, rma.reason) == ("return", "submitted", "手机屏幕有划痕我要退货")
+
+
+@pytest.mark.parametrize("order_no,task,reason", [
+    ("202410200004", "request_return", "already_open"),
+    ("202411100003", "request_return", "not_delivered"),
+    ("202411180006", "request_exchange", "status_pending_payment"),
+])
+def test_after_sale_refusals(db, order_no, task, reason):
+    messages, _ = run(ActionRunTask(), tracker(proven(db, order_no, task=task)))
+    assert responses(messages) == [f"utter_refuse_after_sale_{reason}"]
+
+
+def test_refund_progress(db):
+    messages, _ = run(ActionRunTask(), tracker(proven(db, "202410200004", task="query_refund")))
+    assert "TK2024102000041" in messages[0]["refunds"] and "退款中" in messages[0]["refunds"]
+
+
+def test_invoice_issued_and_request(db):
+    messages, _ = run(ActionRunTask(), tracker(proven(db, "202411010001", task="invoice")))
+    assert responses(messages) == ["utter_invoice_issued"] and messages[0]["url"].startswith("https://")
+    slots = proven(db, "202411100003", task="invoice")
+    messages, events = run(ActionRunTask(), tracker(slots))
+    assert responses(messages) == ["utter_confirm_invoice"]
+    messages, _ = run(ActionExecutePending(), tracker({**slots, "pending_action": "request_invoice"}, intent="affirm"))
+    assert responses(messages) == ["utter_invoice_requested"]
+    messages, _ = run(ActionRunTask(), tracker(slots))
+    assert responses(messages) == ["utter_invoice_pending"]
+
+
+def test_ticket_progress(db):
+    messages, _ = run(ActionRunTask(), tracker(proven(db, "202411010001", task="query_ticket")))
+    assert "GD20241120001" in messages[0]["tickets"]
+
+
+# --- handoff, fallback, ratings ---------------------------------------------------------------
+
+def test_handoff_stores_the_full_tracker(db):
+    history = [{"event": "user", "text": "你好", "parse_data": {"intent": {"name": "greet"}}},
+               {"event": "bot", "text": "您好"}]
+    messages, events = run(ActionHandoff(), tracker({"order_id": "202411010001"}, text="转人工", intent="request_human",
+                                                    events=history))
+    assert responses(messages) == ["utter_handoff"]
+    with session_scope(db) as s:
+        handoff = s.execute(select(Handoff)).scalar_one()
+        assert [e["event"] for e in handoff.tracker["events"]] == ["user", "bot", "user"]
+        assert handoff.slots == {"order_id": "202411010001"}
+        assert (handoff.reason, handoff.priority, handoff.channel) == ("customer_request", "normal", "rest")
+    assert slots_of(events)["handoff_id"] == str(handoff.id)
+
+
+def test_complaint_of_a_known_customer_opens_a_high_priority_ticket(db):
+    slots = proven(db, "202411010001")
+    messages, _ = run(ActionHandoff(), tracker(slots, text="我要投诉快递员态度太差", intent="complaint"))
+    assert responses(messages) == ["utter_complaint_ticket", "utter_handoff_high"]
+    with session_scope(db) as s:
+        ticket = s.execute(select(Ticket).where(Ticket.ticket_no == messages[0]["ticket_no"])).scalar_one()
+        assert (ticket.category, ticket.priority, ticket.status) == ("投诉", "high", "open")
+        assert ticket.history[0].action == "created"
+
+
+def test_account_theft_is_a_high_priority_handoff(db):
+    messages, _ = run(ActionAccountIssue(), tracker(text="账号被盗了，有人异地登录", intent="account_issue"))
+    assert responses(messages) == ["utter_handoff_high"]
+    messages, _ = run(ActionAccountIssue(), tracker(text="忘记密码了怎么办", intent="account_issue"))
+    assert responses(messages) == ["utter_account_help"]
+
+
+def test_clarify_offers_top_intents_then_hands_over(db):
+    t = tracker(text="那个东西", intent="nlu_fallback")
+    t.latest_message["intent_ranking"] = [{"name": "nlu_fallback", "confidence": 0.6},
+                                          {"name": "query_order", "confidence": 0.4},
+                                          {"name": "track_logistics", "confidence": 0.3}]
+    messages, _ = run(ActionClarify(), t)
+    assert [b["payload"] for b in messages[0]["buttons"]] == ["/query_order", "/track_logistics", "/request_human"]
+    earlier = [{"event": "user", "text": "嗯", "parse_data": {"intent": {"name": "nlu_fallback"}}},
+               {"event": "bot", "text": "抱歉"}]
+    messages, _ = run(ActionClarify(), tracker(text="那个", intent="nlu_fallback", events=earlier))
+    assert responses(messages) == ["utter_handoff"]
+
+
+@pytest.mark.parametrize("text,score", [("5分", 5), ("⭐⭐⭐", 3), ("非常不满意", 1), ("还行吧", 4), ("打个2星", 2)])
+def test_rating(db, text, score):
+    messages, _ = run(ActionRateService(), tracker(text=text, intent="rate_service"))
+    with session_scope(db) as s:
+        assert s.execute(select(Rating.score)).scalar_one() == score
+    assert responses(messages) == ["utter_rating_low" if score <= 2 else "utter_rating_thanks"]
+
+
+def test_database_failure_gives_an_apology(monkeypatch, tmp_path):
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/missing-dir/none.db")
+    messages, events = run(ActionRunTask(), tracker({"order_id": "202411010001", "task": "query_order"}))
+    assert responses(messages) == ["utter_service_error"] and events == []
