@@ -68,5 +68,9 @@ def find_order_reference(text: str) -> Optional[str]:
     m = re.search(rf"(?<![0-9A-Z])({prefixed})(?!\d)", cleaned)
     if m:
         return m.group(1)
-    m = re.search(r"(?<!\d)(\d{10,20})(?!\d)", re.sub(r"(?<=\d)[\s\-](?=\d)", "", cleaned))
-    return m.group(1) if m else None
+    joined = re.sub(r"(?<=\d)[\s\-](?=\d)", "", cleaned)
+    for m in re.finditer(r"(?<!\d)(\d{10,20})(?!\d)", joined):
+        # a phone ("手机13800138000，订单…") is not an order reference (as in the spaCy entity ruler)
+        if not re.match(rf"^(?:86)?{PHONE}$", m.group(1)):
+            return m.group(1)
+    return None

@@ -11,6 +11,10 @@ from rasa.shared.nlu.constants import ENTITIES
 from rasa.shared.nlu.training_data.message import Message
 
 from kefu import id_formats
+from kefu.privacy import install_log_masking
+
+# this module is imported by every Rasa process that loads the model: mask PII in its logs
+install_log_masking()
 
 FORMAT_CHECKS = {
     "order_id": id_formats.is_order_id,

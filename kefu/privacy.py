@@ -4,7 +4,8 @@ from __future__ import annotations
 import logging
 import re
 
-_PHONE_RE = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+# also "+86 138-0013-8000", "8613800138000", "138 0013 8000": the forms id_formats accepts as phones
+_PHONE_RE = re.compile(r"(?<!\d)((?:\+?86[\s\-]?)?1[3-9]\d)[\s\-]?(\d{4})[\s\-]?(\d{4})(?!\d)")
 _ID_CARD_RE = re.compile(r"(?<![0-9A-Za-z])(\d{6})(\d{8})(\d{3}[\dXx])(?![0-9A-Za-z])")
 
 
@@ -33,9 +34,25 @@ class MaskingFilter(logging.Filter):
         return True
 
 
+_installed = False
+
+
 def install_log_masking() -> None:
-    """Attach the masking filter to every handler of the root logger."""
-    root = logging.getLogger()
-    for handler in root.handlers:
-        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
-            handler.addFilter(MaskingFilter())
+    """Mask phones and ID numbers in every log record of this process.
+
+    A record factory (rather than a handler filter) also covers handlers that
+    frameworks such as rasa-sdk attach after this call.
+    """
+    global _installed
+    if _installed:
+        return
+    previous = logging.getLogRecordFactory()
+    mask = MaskingFilter()
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        mask.filter(record)
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _installed = True

@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export RASA_TELEMETRY_ENABLED=false TF_CPP_MIN_LOG_LEVEL=2 PYTHONWARNINGS=ignore SQLALCHEMY_SILENCE_UBER_WARNING=1
 RASA=.venv/bin/rasa
+mkdir -p results
 MODEL=models/kefu.tar.gz
 [[ -f $MODEL ]] || { echo "no trained model at $MODEL (run: make train)" >&2; exit 1; }
 
