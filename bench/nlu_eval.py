@@ -1,7 +1,7 @@
 """Held-out NLU quality and parse latency of the trained model, in-process.
 
 Loads models/kefu.tar.gz with `rasa.core.agent.Agent.load` and parses every
-example of the held-out split tests/nlu/ (never trained on) one at a time with
+example of the held-out split tests/nlu_test/ (never trained on) one at a time with
 `Agent.parse_message` -- the same call path the server uses for a user message,
 without HTTP, the tracker store or the policies.
 
@@ -20,7 +20,7 @@ Two views of the intent predictions are printed:
 Latency: wall time of each `parse_message` call after a short warm-up, p50/p95/p99
 in ms.  Not a test: it only prints numbers.
 
-    .venv/bin/python bench/nlu_eval.py [--model models/kefu.tar.gz] [--nlu tests/nlu] [--json]
+    .venv/bin/python bench/nlu_eval.py [--model models/kefu.tar.gz] [--nlu tests/nlu_test] [--json]
 """
 from __future__ import annotations
 
@@ -166,7 +166,7 @@ def report(r: Dict[str, object]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=PROJECT_ROOT / "models" / "kefu.tar.gz")
-    parser.add_argument("--nlu", type=Path, default=PROJECT_ROOT / "tests" / "nlu")
+    parser.add_argument("--nlu", type=Path, default=PROJECT_ROOT / "tests" / "nlu_test")
     parser.add_argument("--warmup", type=int, default=10, help="unmeasured parses before timing (default 10)")
     parser.add_argument("--json", action="store_true", help="also print the full result as one JSON line")
     args = parser.parse_args()

@@ -17,7 +17,8 @@ from kefu.privacy import install_log_masking
 install_log_masking()
 
 FORMAT_CHECKS = {
-    "order_id": id_formats.is_order_id,
+    # a phone-shaped number is a phone, never an order (as in the spaCy entity ruler)
+    "order_id": lambda value: id_formats.is_order_id(value) and not id_formats.is_phone(value),
     "phone": id_formats.is_phone,
     "phone_last4": id_formats.is_phone_last4,
     "tracking_number": id_formats.is_tracking_number,

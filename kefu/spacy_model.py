@@ -30,21 +30,26 @@ def identifier_patterns() -> List[Dict]:
         # any other 10-20 digit number is an order reference; phones are excluded, and a
         # plain-digit tracking number is resolved against the database by the forms
         {"label": "order_id", "id": "order_id",
-         "pattern": [{"TEXT": {"REGEX": rf"^(?!{id_formats.PHONE}$){id_formats.ORDER_ID}$"}}]},
+         "pattern": [{"TEXT": {"REGEX": rf"^(?!(?:\+?86)?{id_formats.PHONE}$){id_formats.ORDER_ID}$"}}]},
     ]
 
 
-def product_patterns(names: Iterable[str]) -> List[Dict]:
-    phrases = set()
-    for name in names:
-        name = name.strip()
-        if not name:
-            continue
-        phrases.add(name)
-        # the generic word at the end of a catalogue name ("波司登 轻薄羽绒服" -> 羽绒服)
-        tail = re.findall(r"[\u4e00-\u9fff]{2,}$", name)
-        if tail:
-            phrases.add(tail[0][-3:] if len(tail[0]) > 3 else tail[0])
+def product_kinds() -> List[str]:
+    """Generic product words (手机, 羽绒服, 空调 …): the `nprod` entries of the jieba dictionaries."""
+    kinds = []
+    for path in sorted(USER_DICT_DIR.glob("*.txt")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "nprod":
+                kinds.append(parts[0])
+    return kinds
+
+
+def product_patterns(names: Iterable[str], kinds: Iterable[str] | None = None) -> List[Dict]:
+    """Catalogue names, plus each generic product word that names something in the catalogue."""
+    names = [n.strip() for n in names if n and n.strip()]
+    kinds = product_kinds() if kinds is None else list(kinds)
+    phrases = set(names) | {kind for kind in kinds if any(kind in name for name in names)}
     return [{"label": "product", "id": "product", "pattern": p} for p in sorted(phrases)]
 
 

@@ -18,10 +18,14 @@ KEFU_EVALUATING_STORIES=1 $RASA test core --model $MODEL --stories tests/stories
   --fail-on-prediction-errors >results/core.log 2>&1 || { tail -50 results/core.log; cat results/core/failed_test_stories.yml 2>/dev/null; exit 1; }
 .venv/bin/python scripts/story_report.py results/core
 
-echo "== held-out NLU evaluation (tests/nlu, never trained on)"
-rm -rf results/nlu
-$RASA test nlu --model $MODEL --nlu tests/nlu --out results/nlu >results/nlu.log 2>&1 || { tail -50 results/nlu.log; exit 1; }
-.venv/bin/python scripts/nlu_report.py results/nlu --min-macro-f1 "${KEFU_MIN_MACRO_F1:-0.80}"
+echo "== NLU test split (tests/nlu_test: written apart from the training data, never trained or tuned on)"
+rm -rf results/nlu_test results/nlu_dev
+$RASA test nlu --model $MODEL --nlu tests/nlu_test --out results/nlu_test >results/nlu_test.log 2>&1 || { tail -50 results/nlu_test.log; exit 1; }
+.venv/bin/python scripts/nlu_report.py results/nlu_test --min-macro-f1 "${KEFU_MIN_MACRO_F1:-0.80}"
+
+echo "== NLU dev split (tests/nlu_dev: never trained on, but used for error analysis and tuning)"
+$RASA test nlu --model $MODEL --nlu tests/nlu_dev --out results/nlu_dev >results/nlu_dev.log 2>&1 || { tail -50 results/nlu_dev.log; exit 1; }
+.venv/bin/python scripts/nlu_report.py results/nlu_dev --summary
 
 echo "== pytest"
 .venv/bin/pytest -q -p no:cacheprovider tests
