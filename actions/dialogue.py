@@ -11,6 +11,7 @@ from rasa_sdk.events import SlotSet
 from actions import aftersales, invoices, logistics, orders, tickets
 from actions.common import KefuAction, proven_order
 from actions.handoff import hand_over
+from actions.knowledge import answer_from_kb
 from kefu import labels
 from kefu.models import Rating
 
@@ -98,6 +99,9 @@ class ActionClarify(KefuAction):
         return "action_clarify"
 
     def act(self, dispatcher, tracker, domain, session):
+        # the intent is unclear, but the knowledge base may know the answer outright
+        if answer_from_kb(dispatcher, tracker, session, allow_clarify=False).kind == "answer":
+            return []
         # inside a form, unclear answers count as failed attempts of the form instead
         if not tracker.active_loop.get("name") and consecutive_fallbacks(tracker) >= 2:
             return hand_over(dispatcher, tracker, session, "low_confidence")

@@ -57,6 +57,31 @@ def _import(args) -> int:
     return status
 
 
+def _kb(args) -> int:
+    from kefu.kb import csvio
+    from kefu.kb.entries import KBValidationError, load_dir
+    from kefu.kb.service import KnowledgeBase
+
+    directory = Path(args.kb_dir)
+    try:
+        if args.kb_command == "check":
+            print(f"{len(load_dir(directory))} entries, all valid")
+        elif args.kb_command == "export":
+            print(f"exported {csvio.export_csv(directory, Path(args.file))} entries to {args.file}")
+        elif args.kb_command == "import":
+            print(f"imported {csvio.import_csv(Path(args.file), directory)} entries into {directory}")
+        elif args.kb_command == "search":
+            kb = KnowledgeBase(directory)
+            decision = kb.decide(args.text)
+            print(f"decision: {decision.kind}")
+            for hit in kb.search(args.text, k=args.top):
+                print(f"{hit.score:.3f}  {hit.entry.id:<16} [{hit.entry.category}] {hit.entry.question}")
+    except KBValidationError as error:
+        print(f"knowledge base error, nothing changed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--database-url", default=argparse.SUPPRESS,
@@ -79,6 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="import customers/products/orders/... from JSON or CSV", parents=[common])
     imp.add_argument("files", nargs="+", metavar="FILE")
     imp.set_defaults(func=_import)
+    kb = sub.add_parser("kb", help="knowledge base: check, export/import CSV, search")
+    kb.add_argument("--kb-dir", default="data/kb")
+    kb_sub = kb.add_subparsers(dest="kb_command", required=True)
+    kb_sub.add_parser("check", help="validate every KB file")
+    kb_sub.add_parser("export", help="write the KB as one CSV file").add_argument("file")
+    kb_sub.add_parser("import", help="replace the KB with a CSV file (all or nothing)").add_argument("file")
+    search = kb_sub.add_parser("search", help="show what the bot would answer")
+    search.add_argument("text")
+    search.add_argument("--top", type=int, default=5)
+    kb.set_defaults(func=_kb)
     return parser
 
 

@@ -269,3 +269,17 @@ class Rating(Base):
     score: Mapped[int] = Column(Integer, nullable=False)
     comment: Mapped[Optional[str]] = Column(Text)
     created_at: Mapped[datetime] = Column(DateTime, nullable=False)
+
+
+class KBMiss(Base):
+    """A customer question the knowledge base could not answer confidently (gap mining input)."""
+
+    __tablename__ = "kb_misses"
+    id: Mapped[int] = Column(Integer, primary_key=True)
+    conversation_id: Mapped[str] = Column(String(128), nullable=False, index=True)
+    channel: Mapped[Optional[str]] = Column(String(32))
+    text: Mapped[str] = Column(Text, nullable=False)
+    decision: Mapped[str] = Column(String(16), nullable=False)  # "clarify" or "miss"
+    best_entry_id: Mapped[Optional[str]] = Column(String(64))
+    best_score: Mapped[Optional[float]] = Column(Numeric(6, 4))
+    created_at: Mapped[datetime] = Column(DateTime, nullable=False, index=True)

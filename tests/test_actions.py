@@ -319,3 +319,56 @@ def test_database_failure_gives_an_apology(monkeypatch, tmp_path):
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/missing-dir/none.db")
     messages, events = run(ActionRunTask(), tracker({"order_id": "202411010001", "task": "query_order"}))
     assert responses(messages) == ["utter_service_error"] and events == []
+
+
+# --- knowledge base ---------------------------------------------------------------------------
+
+KB_FILE = """\
+category: 物流配送
+entries:
+  - id: logistics-001
+    question: 运费怎么算？
+    paraphrases: [包邮吗, 邮费多少钱, 满多少免运费]
+    answer: "{customer_name}，订单满99元包邮。"
+  - id: logistics-002
+    question: 可以送到海外吗？
+    paraphrases: [能寄到国外吗, 海外能不能送]
+    answer: 目前仅支持中国大陆地区配送。
+"""
+
+
+@pytest.fixture
+def kb(tmp_path, monkeypatch):
+    directory = tmp_path / "kb"
+    directory.mkdir()
+    (directory / "logistics.yml").write_text(KB_FILE, encoding="utf-8")
+    monkeypatch.setenv("KEFU_KB_DIR", str(directory))
+    return directory
+
+
+def test_faq_answer_uses_the_customers_name(db, kb):
+    from actions.knowledge import ActionAnswerFaq
+
+    messages, _ = run(ActionAnswerFaq(), tracker(proven(db, "202411010001"), text="满多少免运费", intent="ask_faq"))
+    assert responses(messages) == ["utter_kb_answer"]
+    assert messages[0]["category"] == "物流配送" and messages[0]["answer"] == "张伟，订单满99元包邮。"
+
+
+def test_faq_button_answers_the_chosen_entry_and_misses_are_recorded(db, kb):
+    from actions.knowledge import ActionAnswerFaq
+    from kefu.models import KBMiss
+
+    t = tracker(text='/ask_faq{"kb_id": "logistics-002"}', intent="ask_faq",
+                entities=[{"entity": "kb_id", "value": "logistics-002"}])
+    messages, _ = run(ActionAnswerFaq(), t)
+    assert messages[0]["answer"] == "目前仅支持中国大陆地区配送。"
+    messages, _ = run(ActionAnswerFaq(), tracker(text="你们老板贵姓", intent="ask_faq"))
+    assert responses(messages) == ["utter_kb_miss"]
+    with session_scope(db) as s:
+        miss = s.execute(select(KBMiss)).scalar_one()
+        assert (miss.text, miss.decision, miss.channel) == ("你们老板贵姓", "miss", "rest")
+
+
+def test_unclear_intent_answered_by_the_kb_is_not_a_fallback(db, kb):
+    messages, _ = run(ActionClarify(), tracker(text="能寄到国外吗", intent="nlu_fallback"))
+    assert responses(messages) == ["utter_kb_answer"]

@@ -31,7 +31,10 @@ def _schema(engine) -> dict:
 def test_single_linear_history():
     script = ScriptDirectory.from_config(migrate.alembic_config("sqlite://"))
     assert len(script.get_heads()) == 1
-    assert _head() == "0001"
+    # revisions are numbered 0001, 0002, … and each one revises the one before
+    revisions = list(reversed(list(script.walk_revisions())))
+    assert [r.revision for r in revisions] == [f"{i:04d}" for i in range(1, len(revisions) + 1)]
+    assert _head() == revisions[-1].revision
 
 
 def test_upgrade_matches_the_models(tmp_path):

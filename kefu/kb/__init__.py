@@ -1,0 +1,1 @@
+"""Knowledge base: categorised FAQ entries under data/kb/, hybrid retrieval, hot reload."""
