@@ -1,6 +1,8 @@
 """After-sales backend: returns, exchanges, repairs and refunds."""
 from __future__ import annotations
 
+import re
+
 from rasa_sdk.events import SlotSet
 
 from actions.common import fmt_time, money
@@ -12,14 +14,20 @@ from kefu.services import aftersales, orders
 KIND_BY_TASK = {"request_return": "return", "request_exchange": "exchange", "request_repair": "repair"}
 
 
+# words that only make the request ("那退货呢", "帮我申请换货") and say nothing about why
+_REQUEST_WORDS = re.compile(r"[\d\s，。！？、,.!?~～]|我要|我想|想要|申请|帮我|麻烦|可以|能不能|一下|订单|这个|那个|"
+                            r"退货|换货|维修|保修|安装|售后|[那呢吧啊吗了的我退换修]")
+
+
 def customer_reason(tracker, task: str) -> str:
     """The customer's own words that started this request (latest message with that intent)."""
     for event in reversed(tracker.events):
         if event.get("event") == "user" and (event.get("parse_data") or {}).get("intent", {}).get("name") == task:
             text = (event.get("text") or "").strip()
-            if text and not text.startswith("/"):
+            if text and not text.startswith("/") and len(_REQUEST_WORDS.sub("", text)) >= 2:
                 return text[:200]
-    return "顾客申请"
+            break
+    return "未说明"
 
 
 def prepare_request(dispatcher, tracker, session, order: Order) -> list:

@@ -175,3 +175,11 @@ def test_cli_check_and_bad_import(kb_dir, tmp_path):
     assert result.returncode == 1 and "bad.csv, line 2" in result.stderr
     search = subprocess.run(kefu + ["search", "邮费多少"], capture_output=True, text=True)
     assert "logistics-002" in search.stdout.splitlines()[1]
+
+
+def test_the_shipped_knowledge_base():
+    entries = load_dir(Path(__file__).resolve().parent.parent / "data" / "kb")
+    categories = {e.category for e in entries}
+    assert len(entries) >= 150
+    assert categories == {"产品咨询", "订单服务", "物流配送", "售后保障", "支付与发票", "账户管理", "活动优惠"}
+    assert all(len(e.paraphrases) >= 4 for e in entries)

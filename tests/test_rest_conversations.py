@@ -1,6 +1,7 @@
 """Conversations through the real REST webhook: Rasa server + action server + demo DB."""
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -159,6 +160,24 @@ def test_unclear_messages_get_a_clarification_then_a_human(rasa_stack):
 def test_general_question_is_answered_from_the_knowledge_base(rasa_stack):
     answer = rasa_stack.text(sender(), "签收以后几天会自动确认收货啊")
     assert answer.startswith("【订单服务】") and "10天" in answer
+
+
+def test_kb_edit_is_live_within_five_seconds_without_restart(rasa_stack, kb_copy):
+    question = "签收以后几天会自动确认收货啊"
+    assert "10天" in rasa_stack.text(sender(), question)
+    path = kb_copy / "orders.yml"
+    text = path.read_text(encoding="utf-8")
+    entry = text[text.index("id: orders-008"):]
+    answer_line = next(line for line in entry.splitlines() if line.strip().startswith("answer:"))
+    path.write_text(text.replace(answer_line, "    answer: 测试更新：签收后第12天自动确认收货。", 1), encoding="utf-8")
+    start = time.monotonic()
+    reply = ""
+    while time.monotonic() - start < 5:
+        reply = rasa_stack.text(sender(), question)
+        if "第12天" in reply:
+            break
+        time.sleep(0.5)
+    assert "第12天" in reply, reply
 
 
 def test_vague_question_gets_the_top_three_entries_and_a_button_answers_one(rasa_stack):

@@ -24,7 +24,7 @@ HELP_URL = os.environ.get("KEFU_HELP_URL", "https://help.example.com")
 class Thresholds:
     # chosen on the dev half of tests/kb/heldout_queries.yml (bench/kb_eval.py --tune)
     answer: float = 0.5      # top score at or above: answer directly …
-    margin: float = 0.1      # … if it also leads the next entry by this much
+    margin: float = 0.05     # … if it also leads the next entry by this much
     clarify: float = 0.4     # otherwise, top score at or above: offer the top 3 as buttons
 
 
