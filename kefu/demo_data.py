@@ -672,7 +672,7 @@ class _Builder:
             self.random_order(customer, status)
 
     def random_order(self, customer: Customer, status: str) -> Order:
-        rng, now = self.rng, self.now
+        rng = self.rng
         lines = self.pick_items()
         payment = rng.choices(PAYMENT_METHODS, weights=(45, 35, 10, 10))[0]
         if rng.random() < 0.8:

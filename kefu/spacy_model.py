@@ -6,7 +6,6 @@ and product names from the catalogue in the business database.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Dict, Iterable, List
 

@@ -19,7 +19,6 @@ from typing import Callable, Dict, List
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select
-from sqlalchemy.orm import Session
 
 from kefu import db as kefu_db
 from kefu import demo_data, migrate

@@ -4,7 +4,6 @@ from __future__ import annotations
 import time
 import uuid
 
-import pytest
 from sqlalchemy import select
 
 from kefu.db import session_scope

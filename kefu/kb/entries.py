@@ -12,16 +12,15 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
+from kefu.errors import FileProblem
+
 ID_RE = re.compile(r"^[a-z][a-z0-9_]*-\d{3,}$")
 ALLOWED_VARIABLES = {"customer_name", "help_url"}
 ENTRY_KEYS = {"id", "question", "paraphrases", "answer", "tags", "valid_from", "valid_to"}
 
 
-class KBValidationError(ValueError):
-    def __init__(self, file: str, line: Optional[int], problem: str):
-        self.file, self.line, self.problem = file, line, problem
-        where = f"{file}, line {line}" if line else file
-        super().__init__(f"{where}: {problem}")
+class KBValidationError(FileProblem):
+    """A knowledge-base file or CSV that does not validate."""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import pool
 
 from kefu.db import database_url, make_engine
 from kefu.models import Base

@@ -2,25 +2,23 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Dict, Optional
 
 from sqlalchemy.orm import Session
 
+from kefu.desk.routing import RoutingConfig, load_routing
 from kefu.models import Handoff
 
-# skill group by the intent that led to the handoff (routing is refined by the desk)
-SKILL_GROUP_BY_INTENT = {
-    "query_order": "订单物流", "track_logistics": "订单物流", "cancel_order": "订单物流",
-    "change_order_info": "订单物流", "request_return": "售后", "request_exchange": "售后",
-    "query_refund": "售后", "request_repair": "售后", "invoice": "支付与账户",
-    "payment_issue": "支付与账户", "account_issue": "支付与账户", "complaint": "投诉与建议",
-    "query_ticket": "投诉与建议",
-}
-HIGH_PRIORITY_REASONS = ("complaint", "account_security")
+
+@lru_cache(maxsize=1)
+def routing() -> RoutingConfig:
+    """Skill groups and priorities, from the operators' config/routing.yml."""
+    return load_routing()
 
 
 def skill_group_for(intent: Optional[str]) -> str:
-    return SKILL_GROUP_BY_INTENT.get(intent or "", "通用")
+    return routing().skill_group_for(intent)
 
 
 def create_handoff(session: Session, tracker_state: Dict[str, Any], *, reason: str,
@@ -31,7 +29,7 @@ def create_handoff(session: Session, tracker_state: Dict[str, Any], *, reason: s
         channel=tracker_state.get("latest_input_channel"),
         customer_id=customer_id,
         reason=reason,
-        priority=priority or ("high" if reason in HIGH_PRIORITY_REASONS else "normal"),
+        priority=priority or routing().priority_for(reason),
         skill_group=skill_group_for(intent),
         status="waiting",
         latest_message=tracker_state.get("latest_message") or {},
