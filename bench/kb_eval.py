@@ -21,7 +21,6 @@ import logging
 import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
 
+from bench_stats import percentile  # noqa: E402
 from kefu.kb.entries import Entry, load_dir, load_synonyms  # noqa: E402
 from kefu.kb.retrieval import HybridIndex  # noqa: E402
 from kefu.kb.service import KnowledgeBase  # noqa: E402
@@ -49,10 +49,6 @@ def heldout() -> List[Tuple[str, str]]:
     return [(q["query"], q["id"]) for q in data["queries"]]
 
 
-def pct(values: List[float], p: int) -> float:
-    return statistics.quantiles(values, n=100)[p - 1] if len(values) > 1 else values[0]
-
-
 def evaluate_index(index: HybridIndex, queries: List[Tuple[str, str]]) -> Dict[str, float]:
     top1 = top3 = 0
     latencies = []
@@ -64,7 +60,7 @@ def evaluate_index(index: HybridIndex, queries: List[Tuple[str, str]]) -> Dict[s
         top1 += bool(ids) and ids[0] == gold
         top3 += gold in ids
     n = len(queries)
-    return {"top1": top1 / n, "top3": top3 / n, "p50_ms": pct(latencies, 50), "p95_ms": pct(latencies, 95)}
+    return {"top1": top1 / n, "top3": top3 / n, "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95)}
 
 
 def decisions(kb: KnowledgeBase, queries: List[Tuple[str, str]]) -> Dict[str, float]:
@@ -171,7 +167,7 @@ def response_selector(entries: List[Entry], queries: List[Tuple[str, str]]) -> D
 
         top1, top3, latencies = asyncio.run(run())
         n = len(queries)
-        return {"top1": top1 / n, "top3": top3 / n, "p50_ms": pct(latencies, 50), "p95_ms": pct(latencies, 95),
+        return {"top1": top1 / n, "top3": top3 / n, "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
                 "train_s": train_s}
     finally:
         shutil.rmtree(work, ignore_errors=True)

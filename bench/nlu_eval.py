@@ -34,7 +34,9 @@ import time
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Sequence
+
+from bench_stats import percentile  # noqa: E402  (bench/ is the script's folder)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -44,17 +46,6 @@ os.environ.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
 warnings.filterwarnings("ignore")
 
 FALLBACK = "nlu_fallback"
-
-
-def percentile(values: Sequence[float], q: float) -> Optional[float]:
-    """Linear-interpolation percentile (as numpy's default), q in [0, 100]."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def per_label_f1(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -> Dict[str, Dict[str, float]]:

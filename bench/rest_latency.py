@@ -49,6 +49,8 @@ from kefu import demo_data, migrate  # noqa: E402
 from kefu.db import session_scope  # noqa: E402
 from kefu.stack import MODEL, RasaStack  # noqa: E402
 
+from bench_stats import percentile  # noqa: E402  (bench/ is the script's folder)
+
 ORDER_NO = "202411010001"
 QUERY = f"查一下订单{ORDER_NO}"
 PHONE = "13800138000"
@@ -79,17 +81,6 @@ def reply_text(body: list) -> str:
             parts.append(str(message.get("text") or ""))
             parts += [str(b.get("title", "")) for b in message.get("buttons") or []]
     return "\n".join(parts)
-
-
-def percentile(values: List[float], q: float) -> Optional[float]:
-    """Linear-interpolation percentile (as numpy's default), q in [0, 100]."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 async def post(session: aiohttp.ClientSession, url: str, sender: str, text: str,
