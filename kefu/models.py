@@ -243,8 +243,18 @@ class SenderBinding(Base):
     verified_at: Mapped[datetime] = Column(DateTime, nullable=False)
 
 
+HANDOFF_STATUSES = ("waiting", "assigned", "closed")
+"""Lifecycle of a handoff: ``waiting`` in the queue (no agent) → ``assigned`` to ``assigned_agent``
+(since ``assigned_at``) → ``closed`` by the agent (``closed_at``, optional ``close_note``). A transfer to
+another skill group puts an assigned chat back to ``waiting``."""
+DESK_ROLES = ("agent", "supervisor")
+
+
 class Handoff(Base):
-    """A conversation handed to a human, with the full tracker at that moment."""
+    """A conversation handed to a human, with the full tracker at that moment.
+
+    ``status`` is one of :data:`HANDOFF_STATUSES` (waiting | assigned | closed).
+    """
 
     __tablename__ = "handoffs"
     id: Mapped[int] = Column(Integer, primary_key=True)
@@ -259,6 +269,10 @@ class Handoff(Base):
     slots: Mapped[dict] = Column(JSON, nullable=False)
     tracker: Mapped[dict] = Column(JSON, nullable=False)
     created_at: Mapped[datetime] = Column(DateTime, nullable=False)
+    assigned_agent: Mapped[Optional[str]] = Column(String(32))
+    assigned_at: Mapped[Optional[datetime]] = Column(DateTime)
+    closed_at: Mapped[Optional[datetime]] = Column(DateTime)
+    close_note: Mapped[Optional[str]] = Column(Text)
 
 
 class Rating(Base):
@@ -283,3 +297,32 @@ class KBMiss(Base):
     best_entry_id: Mapped[Optional[str]] = Column(String(64))
     best_score: Mapped[Optional[float]] = Column(Numeric(6, 4))
     created_at: Mapped[datetime] = Column(DateTime, nullable=False, index=True)
+
+
+class DeskAgent(Base):
+    """A human agent of the desk: identity and presence (skills and capacity live in config/routing.yml).
+
+    ``role`` is one of :data:`DESK_ROLES`; ``online`` is 1 when the agent takes chats, else 0;
+    ``password_hash`` is the format of :func:`kefu.desk.accounts.hash_password`.
+    """
+
+    __tablename__ = "desk_agents"
+    id: Mapped[int] = Column(Integer, primary_key=True)
+    agent_id: Mapped[str] = Column(String(32), unique=True, nullable=False)
+    name: Mapped[str] = Column(String(64), nullable=False)
+    role: Mapped[str] = Column(String(16), nullable=False, default="agent")
+    password_hash: Mapped[str] = Column(String(255), nullable=False)
+    online: Mapped[int] = Column(Integer, nullable=False, default=0)
+    updated_at: Mapped[datetime] = Column(DateTime, nullable=False, default=datetime.utcnow)
+
+
+class DeskSession(Base):
+    """A logged-in desk session. Only the SHA-256 (hex) of the bearer token is stored."""
+
+    __tablename__ = "desk_sessions"
+    token_hash: Mapped[str] = Column(String(64), primary_key=True)
+    agent_id: Mapped[str] = Column(
+        ForeignKey("desk_agents.agent_id", ondelete="CASCADE"), nullable=False, index=True)
+    csrf_token: Mapped[str] = Column(String(64), nullable=False)
+    created_at: Mapped[datetime] = Column(DateTime, nullable=False)
+    expires_at: Mapped[datetime] = Column(DateTime, nullable=False)

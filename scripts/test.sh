@@ -9,8 +9,7 @@ MODEL=models/kefu.tar.gz
 [[ -f $MODEL ]] || { echo "no trained model at $MODEL (run: make train)" >&2; exit 1; }
 
 echo "== rasa data validate"
-$RASA data validate --domain domain >results.validate.log 2>&1 || { cat results.validate.log; exit 1; }
-rm -f results.validate.log
+$RASA data validate --domain domain >results/validate.log 2>&1 || { cat results/validate.log; exit 1; }
 
 echo "== story tests (tests/stories)"
 rm -rf results/core
