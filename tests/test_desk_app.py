@@ -5,6 +5,7 @@ POSTs. The desk ↔ real Rasa path is covered end-to-end elsewhere.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import datetime
@@ -90,7 +91,7 @@ async def rasa():
 
 
 async def _client(db_url: str, rasa_url: str) -> TestClient:
-    client = TestClient(TestServer(create_app(db_url, rasa_url, TOKEN, sse_interval=0.05)),
+    client = TestClient(TestServer(create_app(db_url, rasa_url, TOKEN, sse_interval=0.05, assign_interval=0)),
                         cookie_jar=CookieJar(unsafe=True))
     await client.start_server()
     return client
@@ -247,13 +248,15 @@ async def test_reply_goes_to_rasa_with_agent_id(desk, rasa, fresh_db_url):
     response = await desk.post(f"/api/conversations/{handoff_id}/reply", json={"text": "您好，我是王静"},
                                headers={"X-CSRF-Token": csrf})
     assert response.status == 200, await response.text()
-    assert rasa.events == [(CONV, "rest", "true",
+    # the assignment paused the bot (no side effects), then the agent's reply went out
+    assert rasa.events == [(CONV, "rest", "false", [{"event": "pause"}]),
+                           (CONV, "rest", "true",
                             [{"event": "bot", "text": "您好，我是王静", "metadata": {"agent": "A001"}}])]
     # another agent may not reply
     csrf2 = await login(desk, "A002")
     response = await desk.post(f"/api/conversations/{handoff_id}/reply", json={"text": "x"},
                                headers={"X-CSRF-Token": csrf2})
-    assert response.status == 403 and len(rasa.events) == 1
+    assert response.status == 403 and len(rasa.events) == 2
 
 
 async def test_reply_with_rasa_down_is_502(fresh_db_url, unused_tcp_port):
@@ -316,7 +319,8 @@ async def test_close_resumes_bot_and_asks_rating(desk, rasa, fresh_db_url):
                                headers={"X-CSRF-Token": csrf})
     assert response.status == 200, await response.text()
     assert (await response.json())["rasa_notified"] is True
-    assert rasa.events == [(CONV, "rest", "true", [{"event": "resume"}])]
+    assert rasa.events == [(CONV, "rest", "false", [{"event": "pause"}]), (CONV, "rest", "true", [{"event": "resume"}]),
+                           (CONV, "rest", "false", [{"event": "action", "name": "action_listen"}])]
     assert rasa.actions == [(CONV, "rest", "utter_ask_rating")]
     with session_scope(fresh_db_url) as session:
         handoff = session.get(Handoff, handoff_id)
@@ -363,3 +367,24 @@ async def test_events_stream_ends_when_session_expires(desk, fresh_db_url):
     assert event.startswith(b"event: logout")
     assert await response.content.read() == b""  # the server ended the stream
     assert (await desk.get("/api/events")).status == 401
+
+
+async def test_background_assignment_routes_new_handoffs_and_pauses_the_bot(rasa, fresh_db_url):
+    """A handoff written by the action server is picked up without any desk request."""
+    from kefu.desk import queue as desk_queue
+    client = TestClient(TestServer(create_app(fresh_db_url, rasa.url, TOKEN, assign_interval=0.1)),
+                        cookie_jar=CookieJar(unsafe=True))
+    await client.start_server()
+    try:
+        with session_scope(fresh_db_url) as session:
+            desk_queue.set_online(session, "A001", True)
+        make_handoff(fresh_db_url)
+        for _ in range(50):
+            if rasa.events:
+                break
+            await asyncio.sleep(0.1)
+        assert rasa.events == [(CONV, "rest", "false", [{"event": "pause"}])]
+        with session_scope(fresh_db_url) as session:
+            assert session.execute(select(Handoff.assigned_agent)).scalar_one() == "A001"
+    finally:
+        await client.close()

@@ -46,6 +46,7 @@ CONFIG_KEY = web.AppKey("config", RoutingConfig)
 DB_KEY = web.AppKey("db_url", str)
 RASA_KEY = web.AppKey("rasa", RasaClient)
 SSE_INTERVAL_KEY = web.AppKey("sse_interval", float)
+ASSIGNER_KEY = web.AppKey("assigner", asyncio.Task)
 
 
 class ApiError(Exception):
@@ -265,6 +266,30 @@ def _queue_hash(snapshot: Dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(strip(snapshot), sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+async def assign_and_pause(app: web.Application) -> List[Dict[str, Any]]:
+    """Give waiting chats to free agents; each conversation a human now owns is paused in Rasa,
+    so the bot stays silent while every message still reaches the tracker."""
+    config = app[CONFIG_KEY]
+
+    def work():
+        with session_scope(app[DB_KEY]) as session:
+            assigned = queue.run_assignment(session, config)
+            rows = {h.id: h for h in session.execute(
+                select(Handoff).where(Handoff.id.in_([h for h, _ in assigned]))).scalars()} if assigned else {}
+            return [{"handoff_id": h, "agent_id": a, "conversation_id": rows[h].conversation_id,
+                     "channel": rows[h].channel or "latest"} for h, a in assigned]
+
+    assigned = await asyncio.get_running_loop().run_in_executor(None, work)
+    for item in assigned:
+        try:
+            await app[RASA_KEY].append_events(item["conversation_id"], [{"event": "pause"}], item["channel"],
+                                              execute_side_effects=False)
+        except RasaUnavailable as error:
+            logger.warning("desk: %s assigned but Rasa not reached, the bot was not paused: %s",
+                           item["conversation_id"], error)
+    return [{"handoff_id": i["handoff_id"], "agent_id": i["agent_id"]} for i in assigned]
+
+
 @authed()
 async def get_queue(request: web.Request, auth: Auth) -> web.Response:
     snapshot = await _db(request, queue_snapshot, request.app[CONFIG_KEY], auth.agent_id, auth.supervisor)
@@ -277,14 +302,9 @@ async def set_status(request: web.Request, auth: Auth) -> web.Response:
     online = body.get("online")
     if not isinstance(online, bool):
         raise ApiError(400, "'online' must be true or false")
-    config = request.app[CONFIG_KEY]
 
-    def work(session):
-        queue.set_online(session, auth.agent_id, online)
-        assigned = queue.run_assignment(session, config)
-        return [{"handoff_id": h, "agent_id": a} for h, a in assigned]
-
-    assigned = await _db(request, work)
+    await _db(request, lambda session: queue.set_online(session, auth.agent_id, online))
+    assigned = await assign_and_pause(request.app)
     return web.json_response({"online": online, "assigned": assigned})
 
 
@@ -510,15 +530,19 @@ async def transfer(request: web.Request, auth: Auth) -> web.Response:
     def work(session):
         _load_handoff(session, handoff_id, auth, act=True)
         try:
-            h = queue.transfer(session, handoff_id, to_agent=to_agent, to_skill_group=to_group, config=config)
+            queue.transfer(session, handoff_id, to_agent=to_agent, to_skill_group=to_group, config=config)
         except ValueError as error:
             raise ApiError(400, str(error)) from None
-        queue.run_assignment(session, config)
-        session.refresh(h)
+
+    await _db(request, work)
+    await assign_and_pause(request.app)
+
+    def view(session):
+        h = session.get(Handoff, handoff_id)
         return {"handoff_id": h.id, "status": h.status, "skill_group": h.skill_group,
                 "assigned_agent": h.assigned_agent}
 
-    return web.json_response(await _db(request, work))
+    return web.json_response(await _db(request, view))
 
 
 @authed(write=True)
@@ -551,7 +575,6 @@ async def close(request: web.Request, auth: Auth) -> web.Response:
     handoff_id = _handoff_id(request)
     body = await _json_body(request)
     note = _text_field(body, "note", required=False) or None
-    config = request.app[CONFIG_KEY]
 
     def work(session):
         h = _load_handoff(session, handoff_id, auth, act=True)
@@ -567,13 +590,16 @@ async def close(request: web.Request, auth: Auth) -> web.Response:
     try:
         await rasa.append_events(info["conversation_id"], [{"event": "resume"}], info["channel"])
         await rasa.execute_action(info["conversation_id"], "utter_ask_rating", info["channel"])
+        # the bot now waits for the answer: without this listen step the rating reply would not
+        # match the `rate_service` rule (its turn would follow utter_ask_rating, not action_listen)
+        await rasa.append_events(info["conversation_id"], [{"event": "action", "name": "action_listen"}],
+                                 info["channel"], execute_side_effects=False)
     except RasaUnavailable as error:
         rasa_ok = False
         logger.warning("desk: closing %s: Rasa not reached, the bot was not resumed: %s",
                        info["conversation_id"], error)
-    assigned = await _db(request, lambda session: queue.run_assignment(session, config))
-    return web.json_response({"ok": True, "status": queue.CLOSED, "rasa_notified": rasa_ok,
-                              "assigned": [{"handoff_id": h, "agent_id": a} for h, a in assigned]})
+    assigned = await assign_and_pause(request.app)
+    return web.json_response({"ok": True, "status": queue.CLOSED, "rasa_notified": rasa_ok, "assigned": assigned})
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -583,8 +609,21 @@ async def index(request: web.Request) -> web.FileResponse:
 # ------------------------------------------------------------------------------------------------
 # app
 
+async def assignment_loop(app: web.Application, interval: float) -> None:
+    """New handoffs arrive from the action server: route them within about a second."""
+    while True:
+        try:
+            await assign_and_pause(app)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - keep routing whatever one round met
+            logger.exception("desk: assignment round failed")
+        await asyncio.sleep(interval)
+
+
 def create_app(db_url: Optional[str] = None, rasa_url: str = DEFAULT_RASA_URL, rasa_token: Optional[str] = None,
-               routing_path: Optional[str] = None, *, sse_interval: float = 1.0) -> web.Application:
+               routing_path: Optional[str] = None, *, sse_interval: float = 1.0,
+               assign_interval: float = 1.0) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=256 * 1024)
     app[DB_KEY] = db_url or database_url()
     app[CONFIG_KEY] = load_routing(routing_path)
@@ -597,8 +636,13 @@ def create_app(db_url: Optional[str] = None, rasa_url: str = DEFAULT_RASA_URL, r
                 return accounts.sync_agents(session, app[CONFIG_KEY])
         result = await asyncio.get_running_loop().run_in_executor(None, sync)
         logger.info("desk agents synced: %s", {k: len(v) for k, v in result.items()})
+        if assign_interval > 0:
+            app[ASSIGNER_KEY] = asyncio.create_task(assignment_loop(app, assign_interval))
 
     async def on_cleanup(app: web.Application) -> None:
+        task = app.get(ASSIGNER_KEY)
+        if task is not None:
+            task.cancel()
         await app[RASA_KEY].close()
 
     app.on_startup.append(on_startup)
