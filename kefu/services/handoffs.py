@@ -17,10 +17,6 @@ def routing() -> RoutingConfig:
     return load_routing()
 
 
-def skill_group_for(intent: Optional[str]) -> str:
-    return routing().skill_group_for(intent)
-
-
 def create_handoff(session: Session, tracker_state: Dict[str, Any], *, reason: str,
                    intent: Optional[str], customer_id: Optional[int] = None,
                    priority: Optional[str] = None) -> Handoff:
@@ -30,7 +26,7 @@ def create_handoff(session: Session, tracker_state: Dict[str, Any], *, reason: s
         customer_id=customer_id,
         reason=reason,
         priority=priority or routing().priority_for(reason),
-        skill_group=skill_group_for(intent),
+        skill_group=routing().skill_group_for(intent),
         status="waiting",
         latest_message=tracker_state.get("latest_message") or {},
         slots=tracker_state.get("slots") or {},
