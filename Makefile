@@ -10,13 +10,25 @@ VENV := .venv/bin
 RASA := $(VENV)/rasa
 MODEL := models/kefu.tar.gz
 
-.PHONY: run test install data train shell bench clean
+.PHONY: run test install browser data train shell bench clean
 
 $(UV):
 	python3 -m pip install --user --quiet uv
 
 install: $(UV)
 	$(UV) sync --frozen --extra dev
+	npm ci --no-audit --no-fund --silent
+
+# The browser tests drive Debian's Chromium through Playwright (no browser download); a CJK font lets
+# screenshots and report charts show Chinese.
+BROWSER_PKGS := chromium fonts-wqy-microhei
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@test -x /usr/bin/chromium -a -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || { \
+	  echo "installing Debian's $(BROWSER_PKGS) for the browser tests"; \
+	  $(SUDO) apt-get install -y --no-install-recommends $(BROWSER_PKGS) >/dev/null \
+	  || { $(SUDO) apt-get update >/dev/null && $(SUDO) apt-get install -y --no-install-recommends $(BROWSER_PKGS) >/dev/null; }; }
+	@test -x /usr/bin/chromium || { echo "FAIL: /usr/bin/chromium is missing" >&2; exit 1; }
 
 # business database: migrate, load the demo data into an empty DB, build the spaCy pipeline
 data: install
@@ -32,7 +44,7 @@ run: train
 shell: train
 	scripts/run.sh shell
 
-test: train
+test: train browser
 	scripts/test.sh
 
 bench: train

@@ -88,6 +88,8 @@ class ActionDiscardPending(KefuAction):
         if tracker.get_slot("pending_action"):
             dispatcher.utter_message(response="utter_pending_discarded")
             return [SlotSet("pending_action", None)]
+        if consecutive_intents(tracker, "deny") >= 2:
+            return hand_over(dispatcher, tracker, session, "repeated_negative")
         dispatcher.utter_message(response="utter_anything_else")
         return []
 
@@ -103,7 +105,7 @@ class ActionClarify(KefuAction):
         if answer_from_kb(dispatcher, tracker, session, allow_clarify=False).kind == "answer":
             return []
         # inside a form, unclear answers count as failed attempts of the form instead
-        if not tracker.active_loop.get("name") and consecutive_fallbacks(tracker) >= 2:
+        if not tracker.active_loop.get("name") and consecutive_intents(tracker, "nlu_fallback") >= 2:
             return hand_over(dispatcher, tracker, session, "low_confidence")
         ranking = [r for r in tracker.latest_message.get("intent_ranking") or []
                    if r.get("name") in labels.INTENT and r.get("name") not in ("nlu_fallback", "inform", "affirm", "deny")]
@@ -113,13 +115,13 @@ class ActionClarify(KefuAction):
         return []
 
 
-def consecutive_fallbacks(tracker: Tracker) -> int:
-    """How many of the latest user messages in a row were not understood."""
+def consecutive_intents(tracker: Tracker, intent: str) -> int:
+    """How many of the latest user messages in a row had `intent`."""
     count = 0
     for event in reversed(tracker.events):
         if event.get("event") != "user":
             continue
-        if (event.get("parse_data") or {}).get("intent", {}).get("name") == "nlu_fallback":
+        if (event.get("parse_data") or {}).get("intent", {}).get("name") == intent:
             count += 1
         else:
             break
@@ -151,6 +153,8 @@ class ActionRateService(KefuAction):
         handoff_id = tracker.get_slot("handoff_id")
         session.add(Rating(conversation_id=tracker.sender_id, handoff_id=int(handoff_id) if handoff_id else None,
                            score=score, comment=tracker.latest_message.get("text"), created_at=datetime.utcnow()))
-        dispatcher.utter_message(response="utter_rating_low" if score <= 2 else "utter_rating_thanks",
-                                 buttons=[{"title": "转人工客服", "payload": "/request_human"}] if score <= 2 else [])
-        return []
+        if score > 2:
+            dispatcher.utter_message(response="utter_rating_thanks")
+            return []
+        dispatcher.utter_message(response="utter_rating_low")
+        return hand_over(dispatcher, tracker, session, "negative_rating")

@@ -1,4 +1,4 @@
-"""`kefu` command line: database, demo data, spaCy build and imports."""
+"""`kefu` command line: database, demo data, spaCy build, imports, KB, analytics reports and gap mining."""
 from __future__ import annotations
 
 import argparse
@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("text")
     search.add_argument("--top", type=int, default=5)
     kb.set_defaults(func=_kb)
+
+    from kefu.analytics import commands as analytics_commands  # report, gaps, analytics ingest/consume
+    analytics_commands.add_parsers(sub, common)
     return parser
 
 

@@ -60,4 +60,17 @@ INTENT = {
     "bot_challenge": "问是不是机器人",
     "chitchat": "闲聊",
     "out_of_scope": "其他问题",
+    "leave_message": "给客服留言",
+}
+
+# why a conversation went to a human (the `reason` of a handoff; see config/routing.yml priorities)
+HANDOFF_REASON = {
+    "customer_request": "顾客要求人工",
+    "complaint": "投诉",
+    "account_security": "账户安全",
+    "verification_failed": "验证失败",
+    "low_confidence": "机器人没听懂",
+    "bot_failure": "机器人无法处理",
+    "negative_rating": "顾客差评",
+    "repeated_negative": "顾客连续否定",
 }

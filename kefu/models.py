@@ -326,3 +326,7 @@ class DeskSession(Base):
     csrf_token: Mapped[str] = Column(String(64), nullable=False)
     created_at: Mapped[datetime] = Column(DateTime, nullable=False)
     expires_at: Mapped[datetime] = Column(DateTime, nullable=False)
+
+
+# The analytics tables share this metadata (migrations and create_all see every table).
+import kefu.analytics.store  # noqa: E402,F401

@@ -1,4 +1,4 @@
-"""Start the assistant as real processes: `rasa run actions` + `rasa run` (REST channel).
+"""Start the assistant as real processes: `rasa run actions` + `rasa run` (REST and any other channels).
 
 Used by the end-to-end tests and the benchmarks, so both exercise exactly what
 `make run` serves: real HTTP between Rasa and the action server, the trained
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import requests
+import yaml
 
 from kefu.db import PROJECT_ROOT
 
@@ -62,7 +63,10 @@ class ActionServer:
 class RasaStack:
     """The Rasa server (REST channel) and its action server, on free local ports."""
 
-    def __init__(self, workdir: Path, db_url: str, model: Path = MODEL, extra_env: Optional[Dict[str, str]] = None):
+    def __init__(self, workdir: Path, db_url: str, model: Path = MODEL, extra_env: Optional[Dict[str, str]] = None,
+                 channels: Optional[Dict[str, Optional[dict]]] = None, api_token: Optional[str] = None):
+        """`channels`: extra credentials.yml entries (channel class path -> settings) beside ``rest``;
+        `api_token`: open Rasa's HTTP API (``--enable-api``) protected by this token."""
         if not model.exists():
             raise RuntimeError(f"no trained model at {model}: run `make train` first")
         self.workdir, self.db_url, self.model = Path(workdir), db_url, model
@@ -77,7 +81,8 @@ class RasaStack:
         (self.workdir / "endpoints.yml").write_text(
             f'action_endpoint:\n  url: "http://127.0.0.1:{self.actions.port}/webhook"\n'
             f'tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: "{self.workdir / "tracker.db"}"\n')
-        (self.workdir / "credentials.yml").write_text("rest:\n")
+        (self.workdir / "credentials.yml").write_text(yaml.safe_dump({"rest": None, **(channels or {})}))
+        self.api_token = api_token
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self) -> "RasaStack":
@@ -85,7 +90,8 @@ class RasaStack:
         log = self.workdir / "rasa.log"
         self.proc = subprocess.Popen(
             [str(VENV_BIN / "rasa"), "run", "-m", str(self.model), "--endpoints", str(self.workdir / "endpoints.yml"),
-             "--credentials", str(self.workdir / "credentials.yml"), "--port", str(self.rasa_port)],
+             "--credentials", str(self.workdir / "credentials.yml"), "--port", str(self.rasa_port)]
+            + (["--enable-api", "--auth-token", self.api_token] if self.api_token else []),
             cwd=PROJECT_ROOT, env=self.env, stdout=log.open("a"), stderr=subprocess.STDOUT)
         wait_http(f"{self.url}/webhooks/rest/", self.proc, log)
         return self
@@ -108,3 +114,38 @@ class RasaStack:
             parts.append(message.get("text", ""))
             parts += [b["title"] for b in message.get("buttons", [])]
         return "\n".join(parts)
+
+
+class DeskServer:
+    """The agent desk (which also serves the web chat widget) as its own process, like `make run` starts it."""
+
+    def __init__(self, workdir: Path, db_url: str, rasa_url: str, rasa_token: Optional[str],
+                 widget_server: str = "", env: Optional[Dict[str, str]] = None):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = [str(VENV_BIN / "python"), "-m", "kefu.desk.app", "--port", str(self.port), "--db-url", db_url,
+                     "--rasa-url", rasa_url, "--widget-server", widget_server]
+        self.env = {**(env or os.environ), "RASA_TELEMETRY_ENABLED": "false", "PYTHONWARNINGS": "ignore"}
+        if rasa_token:
+            self.env["RASA_TOKEN"] = rasa_token
+        self.log = self.workdir / "desk.log"
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self) -> "DeskServer":
+        self.proc = subprocess.Popen(self.args, cwd=PROJECT_ROOT, env=self.env, stdout=self.log.open("a"),
+                                     stderr=subprocess.STDOUT)
+        wait_http(f"{self.url}/widget.js", self.proc, self.log, timeout=60)
+        return self
+
+    def kill(self) -> None:
+        """Stop abruptly (SIGKILL), as a crash would."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)

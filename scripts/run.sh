@@ -25,11 +25,15 @@ if [[ "${1:-}" == "shell" ]]; then
   exit
 fi
 
+# credentials.yml plus the channels whose secrets are in the environment (Telegram, WeChat)
+.venv/bin/python -m kefu.channels.credentials credentials.yml var/credentials.yml
+
 .venv/bin/python -m kefu.desk.app --port "${DESK_PORT:-5006}" --rasa-url "http://127.0.0.1:$RASA_PORT" \
   >var/log/desk.log 2>&1 &
 PIDS+=($!)
 echo "agent desk: http://localhost:${DESK_PORT:-5006}  (demo agents A001–A004, supervisor S001; password kefu123)"
+echo "web chat:   http://localhost:${DESK_PORT:-5006}/chat  (embed: <script src=\"http://HOST:${DESK_PORT:-5006}/widget.js\" data-server=\"http://HOST:$RASA_PORT\" defer></script>)"
 echo "Rasa is loading the model (about a minute); then try:"
 echo "  curl -s localhost:$RASA_PORT/webhooks/rest/webhook -d '{\"sender\":\"demo\",\"message\":\"查一下订单202411010001\"}'"
-.venv/bin/rasa run -m models/kefu.tar.gz --endpoints endpoints.yml --credentials credentials.yml \
+.venv/bin/rasa run -m models/kefu.tar.gz --endpoints endpoints.yml --credentials var/credentials.yml \
   --port "$RASA_PORT" --cors "*" --enable-api --auth-token "$RASA_TOKEN"

@@ -1,6 +1,7 @@
 """Shared fixtures: seeded temp databases and a real Rasa + action server stack."""
 from __future__ import annotations
 
+import secrets
 import shutil
 from pathlib import Path
 
@@ -44,8 +45,56 @@ def kb_copy(tmp_path_factory) -> Path:
     return target
 
 
+# The session stack's Rasa HTTP API is open, with this token, for the desk and channel push tests.
+STACK_API_TOKEN = "test-" + secrets.token_urlsafe(16)
+
+
 @pytest.fixture(scope="session")
-def rasa_stack(tmp_path_factory, demo_db_url, kb_copy):
-    stack = RasaStack(tmp_path_factory.mktemp("rasa"), demo_db_url, extra_env={"KEFU_KB_DIR": str(kb_copy)}).start()
+def fake_wechat():
+    """A local fake of the WeChat API (access token + customer-service messages) for the WeChat channel."""
+    from fakes.wechat_api import FakeWeChatApi
+
+    fake = FakeWeChatApi().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_telegram():
+    """A local fake of the Telegram Bot API for the Telegram channel."""
+    from fakes.telegram_api import FakeTelegramAPI
+
+    fake = FakeTelegramAPI().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def callback_receiver():
+    """The merchant's endpoint that the callback channel posts replies to."""
+    from fakes.callback_receiver import CallbackReceiver
+
+    receiver = CallbackReceiver(secret=secrets.token_hex(16)).start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def channel_credentials(fake_wechat, fake_telegram, callback_receiver) -> dict:
+    """credentials.yml entries of the session stack beside ``rest`` (channel class path -> settings).
+    A channel whose peer is on the internet gets a local fake peer from its own session fixture."""
+    return {
+        "kefu.channels.socketio.SocketIOInput": {
+            "user_message_evt": "user_uttered", "bot_message_evt": "bot_uttered", "session_persistence": True},
+        "kefu.channels.wechat.WeChatInput": fake_wechat.channel_credentials(),
+        "kefu.channels.telegram.TelegramInput": fake_telegram.channel_credentials(),
+        "kefu.channels.callback.CallbackInput": callback_receiver.channel_credentials(),
+    }
+
+
+@pytest.fixture(scope="session")
+def rasa_stack(tmp_path_factory, demo_db_url, kb_copy, channel_credentials):
+    stack = RasaStack(tmp_path_factory.mktemp("rasa"), demo_db_url, extra_env={"KEFU_KB_DIR": str(kb_copy)},
+                      channels=channel_credentials, api_token=STACK_API_TOKEN).start()
     yield stack
     stack.stop()

@@ -12,8 +12,11 @@ from sqlalchemy import select
 from actions.dialogue import ActionClarify, ActionDiscardPending, ActionExecutePending, ActionRateService, ActionRunTask
 from actions.forms import ValidateOrderForm
 from actions.handoff import ActionAccountIssue, ActionHandoff
+from actions.leave_message import ActionLeaveMessage, ValidateLeaveMessageForm
+from kefu.desk import accounts, queue
 from kefu.db import session_scope
-from kefu.models import AfterSale, Handoff, Order, Rating, SenderBinding, Ticket
+from kefu.models import AfterSale, Customer, Handoff, Order, Rating, SenderBinding, Ticket
+from kefu.services import handoffs
 
 DOMAIN: Dict[str, Any] = {"slots": {}, "forms": {"order_form": {"required_slots": ["order_id", "phone", "new_address"]}}}
 
@@ -22,6 +25,20 @@ DOMAIN: Dict[str, Any] = {"slots": {}, "forms": {"order_form": {"required_slots"
 def db(fresh_db_url, monkeypatch) -> str:
     monkeypatch.setenv("DATABASE_URL", fresh_db_url)
     return fresh_db_url
+
+
+def set_online(url: str, *agent_ids: str) -> None:
+    """The demo agents of config/routing.yml exist; the given ones are online."""
+    with session_scope(url) as s:
+        accounts.sync_agents(s, handoffs.routing())
+        for agent_id in agent_ids:
+            queue.set_online(s, agent_id, True)
+
+
+@pytest.fixture
+def agents_online(db) -> str:
+    set_online(db, "A001", "A002", "A003", "A004")
+    return db
 
 
 def tracker(slots: Optional[Dict[str, Any]] = None, text: str = "", intent: str = "inform",
@@ -134,7 +151,8 @@ def proven(db: str, order_no: str, **slots) -> Dict[str, Any]:
     return {"order_id": order_no, "customer_id": str(order(db, order_no).customer_id), **slots}
 
 
-def test_run_task_without_proof_hands_over(db):
+def test_run_task_without_proof_hands_over(agents_online):
+    db = agents_online
     messages, events = run(ActionRunTask(), tracker({"order_id": "202411050005", "task": "query_order",
                                                      "verify_failures": 3}))
     assert "utter_handoff" in responses(messages)
@@ -262,7 +280,8 @@ def test_ticket_progress(db):
 
 # --- handoff, fallback, ratings ---------------------------------------------------------------
 
-def test_handoff_stores_the_full_tracker(db):
+def test_handoff_stores_the_full_tracker(agents_online):
+    db = agents_online
     history = [{"event": "user", "text": "你好", "parse_data": {"intent": {"name": "greet"}}},
                {"event": "bot", "text": "您好"}]
     messages, events = run(ActionHandoff(), tracker({"order_id": "202411010001"}, text="转人工", intent="request_human",
@@ -276,7 +295,8 @@ def test_handoff_stores_the_full_tracker(db):
     assert slots_of(events)["handoff_id"] == str(handoff.id)
 
 
-def test_complaint_of_a_known_customer_opens_a_high_priority_ticket(db):
+def test_complaint_of_a_known_customer_opens_a_high_priority_ticket(agents_online):
+    db = agents_online
     slots = proven(db, "202411010001")
     messages, _ = run(ActionHandoff(), tracker(slots, text="我要投诉快递员态度太差", intent="complaint"))
     assert responses(messages) == ["utter_complaint_ticket", "utter_handoff_high"]
@@ -286,14 +306,14 @@ def test_complaint_of_a_known_customer_opens_a_high_priority_ticket(db):
         assert ticket.history[0].action == "created"
 
 
-def test_account_theft_is_a_high_priority_handoff(db):
+def test_account_theft_is_a_high_priority_handoff(agents_online):
     messages, _ = run(ActionAccountIssue(), tracker(text="账号被盗了，有人异地登录", intent="account_issue"))
     assert responses(messages) == ["utter_handoff_high"]
     messages, _ = run(ActionAccountIssue(), tracker(text="忘记密码了怎么办", intent="account_issue"))
     assert responses(messages) == ["utter_account_help"]
 
 
-def test_clarify_offers_top_intents_then_hands_over(db):
+def test_clarify_offers_top_intents_then_hands_over(agents_online):
     t = tracker(text="那个东西", intent="nlu_fallback")
     t.latest_message["intent_ranking"] = [{"name": "nlu_fallback", "confidence": 0.6},
                                           {"name": "query_order", "confidence": 0.4},
@@ -311,7 +331,104 @@ def test_rating(db, text, score):
     messages, _ = run(ActionRateService(), tracker(text=text, intent="rate_service"))
     with session_scope(db) as s:
         assert s.execute(select(Rating.score)).scalar_one() == score
-    assert responses(messages) == ["utter_rating_low" if score <= 2 else "utter_rating_thanks"]
+        low_rating_handoffs = s.execute(select(Handoff.reason, Handoff.priority, Handoff.skill_group)).all()
+    if score <= 2:  # a low rating goes to a human (the supervisors' group), nobody online here
+        assert responses(messages) == ["utter_rating_low", "utter_handoff_high_offline"]
+        assert low_rating_handoffs == [("negative_rating", "high", "投诉与建议")]
+    else:
+        assert responses(messages) == ["utter_rating_thanks"] and low_rating_handoffs == []
+
+
+# --- what the customer is told at handoff, leaving a message ------------------------------------
+
+def test_nobody_online_offers_to_leave_a_message(db):
+    messages, _ = run(ActionHandoff(), tracker(text="转人工", intent="request_human"))
+    assert responses(messages) == ["utter_handoff_offline"]
+    assert messages[0]["skill_group"] == "通用"
+
+
+def test_a_full_queue_tells_position_and_expected_wait(db):
+    set_online(db, "A001")  # A001 serves 订单物流 among others; fill its slots with waiting chats
+    with session_scope(db) as s:
+        capacity = next(a.max_concurrent for a in queue.agent_states(s, handoffs.routing()) if a.agent_id == "A001")
+    for n in range(capacity + 2):
+        messages, _ = run(ActionHandoff(), tracker({"task": "query_order"}, text="转人工", intent="request_human",
+                                                   sender=f"busy-{n}"))
+    assert responses(messages) == ["utter_handoff_queued"]
+    assert messages[0]["skill_group"] == "订单物流"  # "转人工" during an order question routes by the task
+    assert messages[0]["ahead"] == capacity + 1 and messages[0]["minutes"] >= 1
+
+
+def test_asking_twice_queues_once(agents_online):
+    run(ActionHandoff(), tracker(text="转人工", intent="request_human"))
+    run(ActionHandoff(), tracker(text="我要投诉", intent="complaint"))
+    with session_scope(agents_online) as s:
+        assert s.execute(select(Handoff.priority)).scalars().all() == ["high"]  # raised, not duplicated
+
+
+def test_two_negative_replies_in_a_row_go_to_a_human(db):
+    earlier = [{"event": "user", "text": "不对", "parse_data": {"intent": {"name": "deny"}}},
+               {"event": "bot", "text": "还有什么可以帮您？"}]
+    messages, _ = run(ActionDiscardPending(), tracker(text="不是", intent="deny"))
+    assert responses(messages) == ["utter_anything_else"]
+    messages, _ = run(ActionDiscardPending(), tracker(text="不是这个", intent="deny", events=earlier))
+    assert responses(messages) == ["utter_handoff_offline"]
+    with session_scope(db) as s:
+        assert s.execute(select(Handoff.reason)).scalar_one() == "repeated_negative"
+
+
+def leave_message_required(t: Tracker) -> List[str]:
+    return asyncio.run(ValidateLeaveMessageForm().required_slots(["contact_phone"], CollectingDispatcher(), t, DOMAIN))
+
+
+def test_a_known_customer_leaves_a_message_without_being_asked_anything(db):
+    said = [{"event": "user", "text": "我的快递一直不动", "parse_data": {"intent": {"name": "track_logistics"}}},
+            {"event": "bot", "text": "…"}]
+    run(ActionHandoff(), tracker(proven(db, "202411050005"), text="转人工", intent="request_human", events=said))
+    t = tracker(proven(db, "202411050005"), text="/leave_message", intent="leave_message", events=said)
+    assert leave_message_required(t) == []
+    messages, events = run(ActionLeaveMessage(), t)
+    assert responses(messages) == ["utter_message_left"]
+    with session_scope(db) as s:
+        ticket = s.execute(select(Ticket).where(Ticket.ticket_no == messages[0]["ticket_no"])).scalar_one()
+        assert (ticket.category, ticket.order.order_no, ticket.customer.phone) == ("留言", "202411050005", "13900139000")
+        assert "我的快递一直不动" in ticket.description
+        handoff = s.execute(select(Handoff)).scalar_one()
+        assert handoff.status == "closed" and ticket.ticket_no in handoff.close_note
+    assert slots_of(events)["handoff_id"] is None
+
+
+def test_an_unknown_customer_leaves_a_contact_phone(db):
+    t = tracker(text="/leave_message", intent="leave_message", sender="anon-1")
+    assert leave_message_required(t) == ["contact_phone"]
+    form = ValidateLeaveMessageForm()
+    dispatcher = CollectingDispatcher()
+    assert form.validate_contact_phone("不告诉你", dispatcher, tracker(text="不告诉你", sender="anon-1"), DOMAIN) == \
+        {"contact_phone": None}
+    assert responses(dispatcher.messages) == ["utter_contact_phone_invalid"]
+    answer = tracker(text="我的电话是 186 0000 1234", sender="anon-1")
+    assert form.validate_contact_phone("我的电话是 186 0000 1234", dispatcher, answer, DOMAIN) == \
+        {"contact_phone": "18600001234"}
+    messages, _ = run(ActionLeaveMessage(), tracker({"contact_phone": "18600001234"}, text="18600001234",
+                                                    sender="anon-1"))
+    assert responses(messages) == ["utter_message_left"]
+    with session_scope(db) as s:
+        visitor = s.execute(select(Customer).where(Customer.phone == "18600001234")).scalar_one()
+        assert visitor.level == "visitor"
+        ticket = s.execute(select(Ticket).where(Ticket.ticket_no == messages[0]["ticket_no"])).scalar_one()
+        assert ticket.customer_id == visitor.id and "186****1234" in ticket.description
+        assert "18600001234" not in ticket.description
+        # a phone left as contact proves nothing: the sender is not bound to the customer
+        assert s.execute(select(SenderBinding).where(SenderBinding.sender_id == "anon-1")).first() is None
+
+
+def test_cancelling_a_message(db):
+    t = tracker(text="算了", intent="deny", active_loop="leave_message_form", sender="anon-2")
+    assert leave_message_required(t) == []
+    messages, _ = run(ActionLeaveMessage(), t)
+    assert responses(messages) == ["utter_message_cancelled"]
+    with session_scope(db) as s:
+        assert s.execute(select(Ticket).where(Ticket.category == "留言")).first() is None
 
 
 def test_database_failure_gives_an_apology(monkeypatch, tmp_path):

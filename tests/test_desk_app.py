@@ -18,11 +18,13 @@ from sqlalchemy import select
 
 from kefu.db import session_scope
 from kefu.desk.app import create_app
+from kefu.desk.routing import load_routing
 from kefu.models import Customer, Handoff, Ticket
 from kefu.services.handoffs import create_handoff
 
 TOKEN = "secret-token"
 CONV = "conv-desk-1"
+AGENT_NAME = {agent.id: agent.name for agent in load_routing().agents}
 T0 = time.time() - 120
 
 
@@ -229,6 +231,13 @@ async def test_conversation_view(desk, fresh_db_url):
     assert data["latest_customer_message"] == "人呢？在线等"
     assert 1 <= len(data["suggestions"]) <= 3
     assert all(s["title"] and s["text"] for s in data["suggestions"])
+    draft = data["ticket_draft"]  # pre-filled from the conversation
+    # the subject is the last message about the problem, not "人呢？在线等" (a request for a human)
+    assert draft["subject"] == "我的快递到哪了，运费怎么算"
+    assert (draft["category"], draft["priority"]) == ("订单物流", "normal")
+    assert "查一下订单202411010001" in draft["description"] and "张伟 138****8000" in draft["description"]
+    assert "顾客要求人工" in draft["description"]
+    assert data["history"] == {"channels": [], "handoffs": []}
 
 
 async def test_conversation_view_without_rasa(fresh_db_url, unused_tcp_port):
@@ -251,7 +260,8 @@ async def test_reply_goes_to_rasa_with_agent_id(desk, rasa, fresh_db_url):
     # the assignment paused the bot (no side effects), then the agent's reply went out
     assert rasa.events == [(CONV, "rest", "false", [{"event": "pause"}]),
                            (CONV, "rest", "true",
-                            [{"event": "bot", "text": "您好，我是王静", "metadata": {"agent": "A001"}}])]
+                            [{"event": "bot", "text": "您好，我是王静",
+                              "metadata": {"agent": "A001", "agent_name": AGENT_NAME["A001"]}}])]
     # another agent may not reply
     csrf2 = await login(desk, "A002")
     response = await desk.post(f"/api/conversations/{handoff_id}/reply", json={"text": "x"},
@@ -288,6 +298,18 @@ async def test_ticket(desk, fresh_db_url):
         assert (ticket.subject, ticket.category, ticket.priority, ticket.channel) == \
                ("我的快递到哪了", "订单物流", "high", "rest")
         assert ticket.history[0].actor == "agent:A001"
+    # an order can be attached only if it is the customer's own
+    body = {"subject": "改地址", "category": "订单物流", "priority": "normal"}
+    response = await desk.post(f"/api/conversations/{handoff_id}/ticket", headers={"X-CSRF-Token": csrf},
+                               json={**body, "order_no": "202411050005"})  # 李娜's
+    assert response.status == 400 and "does not belong" in (await response.json())["error"]
+    response = await desk.post(f"/api/conversations/{handoff_id}/ticket", headers={"X-CSRF-Token": csrf},
+                               json={**body, "order_no": "202411150002"})
+    assert response.status == 201
+    with session_scope(fresh_db_url) as session:
+        ticket = session.execute(select(Ticket).where(Ticket.ticket_no == (await response.json())["ticket_no"])
+                                 ).scalar_one()
+        assert ticket.order.order_no == "202411150002"
 
 
 async def test_ticket_for_unknown_customer_is_400(desk, fresh_db_url):

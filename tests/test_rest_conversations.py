@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import select
 
 from kefu.db import session_scope
-from kefu.models import AfterSale, Handoff, Invoice, KBMiss, Order, Rating
+from kefu.models import AfterSale, Handoff, Invoice, KBMiss, Order, Rating, Ticket
 
 
 def sender() -> str:
@@ -219,3 +219,31 @@ def test_action_server_down_gives_an_apology_and_the_conversation_continues(rasa
     resumed = rasa_stack.text(me, "查一下订单202411010001")
     assert "手机号" in resumed
     assert "华为" in rasa_stack.text(me, "13800138000")
+
+
+def test_nobody_online_the_customer_leaves_a_message(rasa_stack):
+    me = sender()
+    offline = rasa_stack.text(me, "转人工")
+    assert "不在线" in offline and "我要留言" in offline
+    assert "手机号" in rasa_stack.text(me, "我要留言")
+    assert "不对" in rasa_stack.text(me, "我的号码是12345")  # not a phone: asked again
+    left = rasa_stack.text(me, "18712345678")
+    assert "工单号" in left
+    with session_scope(rasa_stack.db_url) as s:
+        handoff = s.execute(select(Handoff).where(Handoff.conversation_id == me)).scalar_one()
+        ticket = s.execute(select(Ticket).where(Ticket.category == "留言", Ticket.description.contains(me))
+                           ).scalar_one()
+        assert handoff.status == "closed" and ticket.ticket_no in handoff.close_note and ticket.ticket_no in left
+        assert ticket.customer.phone == "18712345678" and "18712345678" not in ticket.description
+    # the conversation goes on with the bot
+    assert "订单号" in rasa_stack.text(me, "查订单")
+
+
+def test_a_low_rating_goes_to_a_human(rasa_stack):
+    me = sender()
+    reply = rasa_stack.text(me, "1分，非常不满意")
+    assert "抱歉" in reply and "人工" in reply
+    with session_scope(rasa_stack.db_url) as s:
+        handoff = s.execute(select(Handoff).where(Handoff.conversation_id == me)).scalar_one()
+        assert (handoff.reason, handoff.skill_group, handoff.priority) == ("negative_rating", "投诉与建议", "high")
+        assert s.execute(select(Rating.score).where(Rating.conversation_id == me)).scalar_one() == 1

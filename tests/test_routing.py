@@ -89,7 +89,7 @@ EXPECTED_INTENT_GROUPS = {
     "change_order_info": "订单物流",
     "request_return": "售后", "request_exchange": "售后", "query_refund": "售后", "request_repair": "售后",
     "invoice": "支付与账户", "payment_issue": "支付与账户", "account_issue": "支付与账户",
-    "complaint": "投诉与建议", "query_ticket": "投诉与建议",
+    "complaint": "投诉与建议", "query_ticket": "投诉与建议", "rate_service": "投诉与建议",
 }
 
 

@@ -30,9 +30,10 @@ from kefu.db import database_url, session_scope
 from kefu.desk import accounts, queue
 from kefu.desk.rasa_api import RasaClient, RasaUnavailable
 from kefu.desk.routing import PRIORITIES, RoutingConfig, load_routing
-from kefu.models import Customer, DeskAgent, Handoff, Order
-from kefu.privacy import mask_phone
+from kefu.models import Customer, DeskAgent, Handoff, Order, SenderBinding
+from kefu.privacy import mask_phone, mask_text
 from kefu.services.tickets import SLA_HOURS, open_ticket, tickets_of
+from kefu.widget.routes import add_widget_routes
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +202,8 @@ async def me(request: web.Request, auth: Auth) -> web.Response:
         row = accounts.get_agent(session, auth.agent_id)
         return {"agent": auth.agent_id, "name": auth.name, "role": auth.role,
                 "online": bool(row.online) if row else False,
-                "csrf": accounts.session_csrf(session, auth.token)}
+                "csrf": accounts.session_csrf(session, auth.token),
+                "labels": {"reason": labels.HANDOFF_REASON}}
 
     return web.json_response(await _db(request, work))
 
@@ -441,6 +443,23 @@ def _profile(session, customer_id: Optional[int]) -> Tuple[Optional[dict], List[
     return profile, orders, tickets
 
 
+def _history(session, customer_id: Optional[int], current_id: int, limit: int = 10) -> Dict[str, List[dict]]:
+    """The customer across channels: where they proved who they are, and their earlier handoffs."""
+    if customer_id is None:
+        return {"channels": [], "handoffs": []}
+    bindings = session.execute(select(SenderBinding).where(SenderBinding.customer_id == customer_id)
+                               .order_by(SenderBinding.verified_at.desc()).limit(limit)).scalars()
+    earlier = session.execute(select(Handoff).where(Handoff.customer_id == customer_id, Handoff.id != current_id)
+                              .order_by(Handoff.created_at.desc()).limit(limit)).scalars()
+    return {
+        "channels": [{"channel": b.channel, "conversation_id": b.sender_id, "verified_at": _iso(b.verified_at)}
+                     for b in bindings],
+        "handoffs": [{"handoff_id": x.id, "conversation_id": x.conversation_id, "channel": x.channel,
+                      "reason": x.reason, "status": x.status, "assigned_agent": x.assigned_agent,
+                      "created_at": _iso(x.created_at), "close_note": x.close_note} for x in earlier],
+    }
+
+
 def _suggestions(text: Optional[str], customer_name: Optional[str]) -> List[Dict[str, str]]:
     if not text:
         return []
@@ -460,6 +479,7 @@ async def get_conversation(request: web.Request, auth: Auth) -> web.Response:
     def work(session):
         h = _load_handoff(session, handoff_id, auth)
         profile, orders, tickets = _profile(session, _customer_id(h))
+        history = _history(session, _customer_id(h), h.id)
         return {
             "handoff": {"handoff_id": h.id, "conversation_id": h.conversation_id, "channel": h.channel,
                         "reason": h.reason, "priority": h.priority,
@@ -470,7 +490,7 @@ async def get_conversation(request: web.Request, auth: Auth) -> web.Response:
             "stored_events": (h.tracker or {}).get("events") or [] if isinstance(h.tracker, dict) else [],
             "slots": h.slots if isinstance(h.slots, dict) else {},
             "latest_message": h.latest_message,
-            "customer": profile, "orders": orders, "tickets": tickets,
+            "customer": profile, "orders": orders, "tickets": tickets, "history": history,
         }
 
     data = await _db(request, work)
@@ -488,8 +508,36 @@ async def get_conversation(request: web.Request, auth: Auth) -> web.Response:
     data.pop("latest_message", None)
     customer_name = (data["customer"] or {}).get("name")
     suggestions = await asyncio.get_running_loop().run_in_executor(None, _suggestions, latest, customer_name)
-    data.update(transcript=transcript, latest_customer_message=latest, suggestions=suggestions, rasa_live=rasa_ok)
+    data.update(transcript=transcript, latest_customer_message=latest, suggestions=suggestions, rasa_live=rasa_ok,
+                ticket_draft=ticket_draft(data, transcript))
     return web.json_response(data)
+
+
+DRAFT_MESSAGES = 6
+# messages that say nothing about the problem itself ("转人工", a phone number, "好的") make poor ticket subjects
+UNTOPICAL_INTENTS = {"request_human", "inform", "greet", "goodbye", "thank", "affirm", "deny", "nlu_fallback",
+                     "leave_message", "rate_service"}
+
+
+def ticket_draft(data: Dict[str, Any], transcript: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """A ticket pre-filled from the conversation: summary of what the customer said, the order, contact."""
+    handoff, slots, customer = data["handoff"], data.get("slots") or {}, data.get("customer") or {}
+    said = [mask_text(m["text"]) for m in transcript
+            if m["type"] == "user" and m["text"] and not m["text"].startswith("/")][-DRAFT_MESSAGES:]
+    own_orders = {o["order_no"] for o in data.get("orders") or []}
+    order_no = slots.get("order_id") if slots.get("order_id") in own_orders else None
+    lines = [f"转人工原因：{labels.HANDOFF_REASON.get(handoff['reason'], handoff['reason'])}；"
+             f"渠道：{handoff.get('channel') or '未知'}；会话：{handoff['conversation_id']}"]
+    if order_no:
+        lines.append(f"订单：{order_no}")
+    if customer:
+        lines.append(f"联系人：{customer.get('name')} {customer.get('phone')}")
+    lines += ["顾客原话："] + [f"- {text}" for text in said]
+    topical = [mask_text(m["text"]) for m in transcript if m["type"] == "user" and m["text"]
+               and not m["text"].startswith("/") and (m.get("intent") or {}).get("name") not in UNTOPICAL_INTENTS]
+    subject = (topical or said or ["人工会话"])[-1]
+    return {"subject": subject[:255], "description": "\n".join(lines),
+            "category": handoff["skill_group"], "priority": handoff["priority"], "order_no": order_no}
 
 
 async def _act_on(request: web.Request, auth: Auth, handoff_id: int) -> Dict[str, Any]:
@@ -507,7 +555,7 @@ async def reply(request: web.Request, auth: Auth) -> web.Response:
     body = await _json_body(request)
     text = _text_field(body, "text")
     info = await _act_on(request, auth, handoff_id)
-    event = {"event": "bot", "text": text, "metadata": {"agent": auth.agent_id}}
+    event = {"event": "bot", "text": text, "metadata": {"agent": auth.agent_id, "agent_name": auth.name}}
     try:
         await request.app[RASA_KEY].append_events(info["conversation_id"], [event], info["channel"])
     except RasaUnavailable as error:
@@ -555,14 +603,20 @@ async def create_ticket(request: web.Request, auth: Auth) -> web.Response:
     priority = body.get("priority", "normal")
     if not isinstance(priority, str) or priority not in SLA_HOURS:
         raise ApiError(400, f"'priority' must be one of {', '.join(PRIORITIES)}")
+    order_no = _text_field(body, "order_no", required=False, max_len=32)
 
     def work(session):
         h = _load_handoff(session, handoff_id, auth, act=True)
         customer_id = _customer_id(h)
         if customer_id is None or session.get(Customer, customer_id) is None:
             raise ApiError(400, "the customer of this conversation is unknown; no ticket can be opened")
+        order = None
+        if order_no:
+            order = session.execute(select(Order).where(Order.order_no == order_no)).scalar_one_or_none()
+            if order is None or order.customer_id != customer_id:
+                raise ApiError(400, f"order {order_no} does not belong to this customer")
         ticket = open_ticket(session, customer_id=customer_id, category=category, subject=subject,
-                             description=description, priority=priority, channel=h.channel,
+                             description=description, priority=priority, channel=h.channel, order=order,
                              actor=f"agent:{auth.agent_id}")
         return {"ticket_no": ticket.ticket_no, "status": ticket.status, "priority": ticket.priority,
                 "category": ticket.category, "subject": ticket.subject, "sla_due_at": _iso(ticket.sla_due_at)}
@@ -623,7 +677,7 @@ async def assignment_loop(app: web.Application, interval: float) -> None:
 
 def create_app(db_url: Optional[str] = None, rasa_url: str = DEFAULT_RASA_URL, rasa_token: Optional[str] = None,
                routing_path: Optional[str] = None, *, sse_interval: float = 1.0,
-               assign_interval: float = 1.0) -> web.Application:
+               assign_interval: float = 1.0, widget_server: str = "") -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=256 * 1024)
     app[DB_KEY] = db_url or database_url()
     app[CONFIG_KEY] = load_routing(routing_path)
@@ -638,6 +692,8 @@ def create_app(db_url: Optional[str] = None, rasa_url: str = DEFAULT_RASA_URL, r
         logger.info("desk agents synced: %s", {k: len(v) for k, v in result.items()})
         if assign_interval > 0:
             app[ASSIGNER_KEY] = asyncio.create_task(assignment_loop(app, assign_interval))
+        # load the knowledge base (jieba, index) now rather than on the first conversation an agent opens
+        asyncio.get_running_loop().run_in_executor(None, _suggestions, "你好", None)
 
     async def on_cleanup(app: web.Application) -> None:
         task = app.get(ASSIGNER_KEY)
@@ -659,6 +715,7 @@ def create_app(db_url: Optional[str] = None, rasa_url: str = DEFAULT_RASA_URL, r
     app.router.add_post("/api/conversations/{handoff_id}/transfer", transfer)
     app.router.add_post("/api/conversations/{handoff_id}/ticket", create_ticket)
     app.router.add_post("/api/conversations/{handoff_id}/close", close)
+    add_widget_routes(app, widget_server)  # before /static/: it serves /static/vendor/
     app.router.add_static("/static/", STATIC_DIR, show_index=False)
     return app
 
@@ -671,11 +728,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--rasa-url", default=os.environ.get("RASA_URL", DEFAULT_RASA_URL))
     parser.add_argument("--rasa-token", default=os.environ.get("RASA_TOKEN"))
     parser.add_argument("--routing", default=None, help="routing file (default: config/routing.yml)")
+    parser.add_argument("--widget-server", default=os.environ.get("WIDGET_SERVER_URL", ""),
+                        help="Rasa's URL as customers' browsers reach it (default: this host, port 5005)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from kefu.privacy import install_log_masking
     install_log_masking()
-    web.run_app(create_app(args.db_url, args.rasa_url, args.rasa_token, args.routing),
+    web.run_app(create_app(args.db_url, args.rasa_url, args.rasa_token, args.routing,
+                           widget_server=args.widget_server),
                 host=args.host, port=args.port)
 
 

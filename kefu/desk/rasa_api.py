@@ -42,7 +42,7 @@ class RasaClient:
             await self._session.close()
 
     def _url(self, conversation_id: str, suffix: str) -> str:
-        return f"{self.base_url}/conversations/{quote(conversation_id, safe='')}/{suffix}"
+        return f"{self.base_url}/conversations/{quote(conversation_id, safe=':')}/{suffix}"
 
     def _params(self, **params: Any) -> Dict[str, str]:
         result = {key: str(value) for key, value in params.items() if value is not None}

@@ -48,3 +48,18 @@ def bind_sender(session: Session, channel: str, sender_id: str, customer_id: int
     else:
         binding.customer_id = customer_id
         binding.verified_at = datetime.utcnow()
+
+
+def customer_for_contact(session: Session, phone: str) -> Customer:
+    """The customer with this phone, or a new visitor record for it (a left message needs someone to call).
+
+    A phone given as contact proves nothing: callers must not bind the sender or show orders on its strength.
+    """
+    phone = id_formats.normalize(phone).removeprefix("+86")
+    customer = session.execute(select(Customer).where(Customer.phone == phone)).scalar_one_or_none()
+    if customer is None:
+        customer = Customer(customer_no=f"V{phone}", name="访客", phone=phone, level="visitor",
+                            created_at=datetime.utcnow())
+        session.add(customer)
+        session.flush()
+    return customer

@@ -2,10 +2,7 @@
 "use strict";
 
 const PRIORITY = { urgent: "紧急", high: "高", normal: "普通", low: "低" };
-const REASON = {
-  customer_request: "顾客要求人工", complaint: "投诉", account_security: "账户安全",
-  verification_failed: "验证失败", low_confidence: "机器人没听懂", bot_failure: "机器人无法处理",
-};
+let REASON = {};  // handoff reasons' labels, from /api/me (kefu/labels.py)
 const STATUS = { waiting: "排队中", assigned: "接待中", closed: "已结束" };
 
 const state = { me: null, csrf: "", queue: null, currentId: null, conv: null, source: null, poll: null };
@@ -78,6 +75,7 @@ function showLogin() {
 
 function showDesk(me) {
   state.me = me; state.csrf = me.csrf;
+  REASON = (me.labels && me.labels.reason) || {};
   $("login-view").hidden = true;
   $("desk-view").hidden = false;
   $("me-name").textContent = `${me.name || me.agent}（${me.agent}${me.role === "supervisor" ? " · 主管" : ""}）`;
@@ -214,7 +212,8 @@ async function openConversation(id, keepReply) {
   state.conv = data;
   renderConversation(data, switching && !keepReply);
   clearInterval(state.poll);
-  state.poll = setInterval(() => { if (state.currentId === id) openConversation(id, true); }, 5000);
+  // customer messages reach the open conversation within about a second
+  state.poll = setInterval(() => { if (state.currentId === id) openConversation(id, true); }, 1000);
 }
 
 function renderConversation(data, reset) {
@@ -235,7 +234,7 @@ function renderConversation(data, reset) {
   const box = $("transcript");
   const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
   box.replaceChildren(...data.transcript.map((m) => {
-    const who = m.type === "user" ? "顾客" : (m.agent ? `客服 ${m.agent}` : "机器人");
+    const who = m.type === "user" ? `顾客${m.channel ? `（${m.channel}）` : ""}` : (m.agent ? `客服 ${m.agent}` : "机器人");
     const node = el("div", { class: `msg ${m.type}${m.agent ? " agent" : ""}` },
       el("div", { class: "bubble" }, m.text, m.buttons && m.buttons.length ? `\n[${m.buttons.join(" | ")}]` : ""),
       el("div", { class: "meta" }, `${who} · ${fmtTime(m.timestamp)}`));
@@ -264,6 +263,13 @@ function renderConversation(data, reset) {
   $("tickets").replaceChildren(...(data.tickets.length ? data.tickets.map((t) => el("div", { class: "item" },
     el("div", {}, el("strong", {}, t.ticket_no), " ", el("span", { class: "tag" }, t.status_label), " ", badge(t.priority)),
     el("div", { class: "small" }, `${t.category} · ${t.subject}`))) : [el("p", { class: "muted" }, "无")]));
+  const hist = data.history || { channels: [], handoffs: [] };
+  $("history").replaceChildren(
+    ...hist.channels.map((b) => el("div", { class: "small" }, `已验证：${b.channel} · ${b.conversation_id} · ${fmtTime(b.verified_at)}`)),
+    ...hist.handoffs.map((x) => el("div", { class: "item small" },
+      `#${x.handoff_id} ${fmtTime(x.created_at)} · ${x.channel || "未知"} · ${REASON[x.reason] || x.reason} · ${STATUS[x.status] || x.status}`
+      + (x.assigned_agent ? ` · ${x.assigned_agent}` : ""))),
+    ...(hist.channels.length || hist.handoffs.length ? [] : [el("p", { class: "muted" }, "无")]));
   $("slots").textContent = Object.entries(data.slots || {})
     .filter(([, v]) => v !== null && v !== undefined && !(Array.isArray(v) && !v.length))
     .map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join("\n") || "（无）";
@@ -274,10 +280,12 @@ function renderConversation(data, reset) {
   }
   if (reset) {
     $("reply-text").value = ""; $("reply-error").textContent = ""; $("action-msg").textContent = "";
-    $("ticket-subject").value = (data.latest_customer_message || "").slice(0, 255);
-    $("ticket-desc").value = "";
-    $("ticket-category").value = h.skill_group;
-    $("ticket-priority").value = h.priority;
+    const draft = data.ticket_draft || {};
+    $("ticket-subject").value = draft.subject || "";
+    $("ticket-desc").value = draft.description || "";
+    $("ticket-category").value = draft.category || h.skill_group;
+    $("ticket-priority").value = draft.priority || h.priority;
+    $("ticket-order").value = draft.order_no || "";
     $("close-note").value = "";
   }
 }
@@ -322,7 +330,8 @@ $("ticket-form").addEventListener("submit", async (event) => {
   try {
     const ticket = await api("POST", `/api/conversations/${state.currentId}/ticket`, {
       subject: $("ticket-subject").value, description: $("ticket-desc").value,
-      category: $("ticket-category").value, priority: $("ticket-priority").value });
+      category: $("ticket-category").value, priority: $("ticket-priority").value,
+      order_no: $("ticket-order").value.trim() || null });
     actionMessage(`工单已创建：${ticket.ticket_no}`, true);
     openConversation(state.currentId, true);
   } catch (error) { actionMessage(error.message, false); }

@@ -1,0 +1,127 @@
+"""The web chat widget's channel: Rasa's socket.io connector, hardened.
+
+Differences from ``rasa.core.channels.socketio.SocketIOInput`` (whose name, ``socketio``, and events it keeps,
+so that ``output_channel=latest`` pushes agent replies to the open chat):
+
+- the server offers only the long-polling transport: the websocket upgrade fails under Rasa's Sanic 21.12
+  and leaves stock socket.io clients with no replies at all (see ``../shared/stack.md``);
+- ``enter_room`` is awaited whatever python-socketio version is installed;
+- conversation ids are ``web:<session id>``, and only well-formed session ids (32 hex digits) are accepted,
+  so a browser can resume its conversation after a reload but cannot pick another channel's conversation;
+- malformed events are ignored with a log line instead of raising; over-long messages are cut with a notice;
+- bot messages carry ``agent``/``agent_name`` when a human agent wrote them, so the widget can say so.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+import uuid
+from typing import Any, Awaitable, Callable, Dict, Optional, Text
+
+from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
+from rasa.core.channels.socketio import SocketBlueprint, SocketIOOutput
+from rasa.core.channels.socketio import SocketIOInput as RasaSocketIOInput
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+from socketio import AsyncServer
+
+from kefu.channels.common import CLIPPED_NOTICE, clip_text, conversation_id
+from kefu.privacy import mask_text
+
+logger = logging.getLogger(__name__)
+
+SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
+# Keys of a bot message's metadata that the widget may show (who wrote it).
+AGENT_KEYS = ("agent", "agent_name")
+
+
+def room_of(session_id: str) -> str:
+    """The Rasa conversation id (and socket.io room) of a widget session."""
+    return conversation_id("web", session_id)
+
+
+class WidgetOutput(SocketIOOutput):
+    """socket.io output that keeps the author of agent messages."""
+
+    async def send_response(self, recipient_id: Text, message: Dict[Text, Any]) -> None:
+        author = {key: message[key] for key in AGENT_KEYS if message.get(key)}
+        if not author:
+            return await super().send_response(recipient_id, message)
+        # An agent's message: one bubble, labelled with the agent.
+        await self._send_message(recipient_id, {"text": message.get("text") or "", **author})
+
+
+class SocketIOInput(RasaSocketIOInput):
+    """Rasa's socket.io channel for the web widget (polling transport, validated input).
+
+    Credentials as Rasa's socket.io channel, plus ``cors_allowed_origins`` (default ``"*"``: any merchant page
+    may embed the widget; list the shop's origins to restrict it).
+    """
+
+    cors_allowed_origins: Any = "*"
+
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
+        channel = super().from_credentials(credentials)
+        channel.cors_allowed_origins = (credentials or {}).get("cors_allowed_origins", "*")
+        return channel
+
+    def get_output_channel(self) -> Optional[OutputChannel]:
+        if self.sio is None:
+            return None
+        return WidgetOutput(self.sio, self.bot_message_evt)
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        sio = AsyncServer(async_mode="sanic", cors_allowed_origins=self.cors_allowed_origins, transports=["polling"])
+        webhook = SocketBlueprint(sio, self.socketio_path, "socketio_webhook", __name__)
+        self.sio = sio
+
+        @webhook.route("/", methods=["GET"])
+        async def health(_: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @sio.on("connect", namespace=self.namespace)
+        async def connect(sid: Text, environ: Dict, auth: Optional[Dict] = None) -> bool:
+            return True
+
+        @sio.on("session_request", namespace=self.namespace)
+        async def session_request(sid: Text, data: Any = None) -> None:
+            requested = data.get("session_id") if isinstance(data, dict) else None
+            session_id = requested if isinstance(requested, str) and SESSION_ID.match(requested) else uuid.uuid4().hex
+            await self._enter_room(sid, room_of(session_id))
+            async with sio.session(sid, namespace=self.namespace) as session:
+                session["room"] = room_of(session_id)
+            await sio.emit("session_confirm", session_id, room=sid, namespace=self.namespace)
+
+        @sio.on(self.user_message_evt, namespace=self.namespace)
+        async def handle_message(sid: Text, data: Any = None) -> None:
+            if not isinstance(data, dict) or not isinstance(data.get("message"), str):
+                logger.warning("socket.io: ignored a malformed message event from %s", sid)
+                return
+            async with sio.session(sid, namespace=self.namespace) as session:
+                room = session.get("room")
+            if room is None:
+                # The client skipped session_request (as a stock client without persistence does).
+                logger.warning("socket.io: message from %s before session_request; ignored", sid)
+                await sio.emit("session_required", {}, room=sid, namespace=self.namespace)
+                return
+            text, clipped = clip_text(data["message"].strip())
+            if not text:
+                return
+            output = WidgetOutput(sio, self.bot_message_evt)
+            if clipped:
+                await output.send_text_message(room, CLIPPED_NOTICE)
+            metadata = data.get(self.metadata_key)
+            logger.debug("socket.io message in %s: %s", room, mask_text(text))
+            await on_new_message(UserMessage(text, output, room, input_channel=self.name(),
+                                             metadata=metadata if isinstance(metadata, dict) else None))
+
+        return webhook
+
+    async def _enter_room(self, sid: str, room: str) -> None:
+        # python-socketio < 5.10 returns None, newer versions a coroutine
+        result = self.sio.enter_room(sid, room, namespace=self.namespace)
+        if inspect.isawaitable(result):
+            await result

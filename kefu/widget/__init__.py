@@ -1,0 +1,1 @@
+"""The customers' web chat widget: static files served beside the agent desk (see ``routes``)."""
