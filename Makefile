@@ -10,7 +10,7 @@ VENV := .venv/bin
 RASA := $(VENV)/rasa
 MODEL := models/kefu.tar.gz
 
-.PHONY: run test install browser data train shell bench clean
+.PHONY: run run-prod test install system-packages data train shell bench clean
 
 $(UV):
 	python3 -m pip install --user --quiet uv
@@ -19,16 +19,18 @@ install: $(UV)
 	$(UV) sync --frozen --extra dev
 	npm ci --no-audit --no-fund --silent
 
-# The browser tests drive Debian's Chromium through Playwright (no browser download); a CJK font lets
-# screenshots and report charts show Chinese.
-BROWSER_PKGS := chromium fonts-wqy-microhei
+# Debian packages the tests need: Chromium for the browser tests (driven by Playwright, no browser download),
+# a CJK font so screenshots and report charts show Chinese, nginx for the production profile.
+SYSTEM_PKGS := chromium fonts-wqy-microhei nginx-light
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-browser:
-	@test -x /usr/bin/chromium -a -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || { \
-	  echo "installing Debian's $(BROWSER_PKGS) for the browser tests"; \
-	  $(SUDO) apt-get install -y --no-install-recommends $(BROWSER_PKGS) >/dev/null \
-	  || { $(SUDO) apt-get update >/dev/null && $(SUDO) apt-get install -y --no-install-recommends $(BROWSER_PKGS) >/dev/null; }; }
+system-packages:
+	@test -x /usr/bin/chromium -a -x /usr/sbin/nginx -a -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || { \
+	  echo "installing Debian's $(SYSTEM_PKGS) for the tests"; \
+	  $(SUDO) apt-get install -y --no-install-recommends $(SYSTEM_PKGS) >/dev/null \
+	  || { $(SUDO) apt-get update >/dev/null && $(SUDO) apt-get install -y --no-install-recommends $(SYSTEM_PKGS) >/dev/null; }; \
+	  $(SUDO) service nginx stop >/dev/null 2>&1 || true; }
 	@test -x /usr/bin/chromium || { echo "FAIL: /usr/bin/chromium is missing" >&2; exit 1; }
+	@test -x /usr/sbin/nginx || { echo "FAIL: /usr/sbin/nginx is missing" >&2; exit 1; }
 
 # business database: migrate, load the demo data into an empty DB, build the spaCy pipeline
 data: install
@@ -41,10 +43,15 @@ train: data
 run: train
 	scripts/run.sh
 
+# production profile: 2 Rasa processes behind nginx (:5000), PostgreSQL, Redis, RabbitMQ (docs/deployment.md)
+run-prod: train
+	@test -x /usr/sbin/nginx || $(SUDO) apt-get install -y --no-install-recommends nginx-light >/dev/null
+	$(VENV)/python -m kefu.cluster
+
 shell: train
 	scripts/run.sh shell
 
-test: train browser
+test: train system-packages
 	scripts/test.sh
 
 bench: train

@@ -43,7 +43,8 @@ def hand_over(dispatcher: CollectingDispatcher, tracker: Tracker, session: Sessi
     if reason == "complaint" and customer_id:
         ticket = tickets.open_ticket(session, customer_id=customer_id, category="投诉", priority="high",
                                      subject=(tracker.latest_message.get("text") or "顾客投诉")[:80],
-                                     description="对话中发起投诉，已转人工", channel=tracker.get_latest_input_channel())
+                                     description="对话中发起投诉，已转人工", channel=tracker.get_latest_input_channel(),
+                                     conversation_id=tracker.sender_id)
         dispatcher.utter_message(response="utter_complaint_ticket", ticket_no=ticket.ticket_no)
     tell_queue_state(dispatcher, session, record)
     return [SlotSet("handoff_id", str(record.id)), SlotSet("verify_failures", 0), SlotSet("pending_action", None)]

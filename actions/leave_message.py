@@ -83,7 +83,7 @@ class ActionLeaveMessage(KefuAction):
             session, customer_id=customer_id, category="留言", order=order,
             priority=handoff.priority if handoff is not None else "normal",
             subject=(said[-1] if said else "顾客留言")[:80], description=description,
-            channel=channel_of(tracker))
+            channel=channel_of(tracker), conversation_id=tracker.sender_id)
         handoffs.close_for_message(session, tracker.sender_id, ticket.ticket_no)
         dispatcher.utter_message(response="utter_message_left", ticket_no=ticket.ticket_no)
         return [SlotSet("contact_phone", None), SlotSet("handoff_id", None)]

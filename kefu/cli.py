@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from kefu.analytics import commands as analytics_commands  # report, gaps, analytics ingest/consume
     analytics_commands.add_parsers(sub, common)
+    from kefu import simulate  # demo traffic through Rasa and the desk
+    simulate.add_parser(sub, common)
     return parser
 
 

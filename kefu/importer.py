@@ -65,6 +65,7 @@ INVOICE_KINDS = ("electronic", "vat_special")
 TICKET_CATEGORIES = ("物流", "售后", "支付", "账户", "投诉", "其他")
 
 MAX_AMOUNT = Decimal("9999999999.99")  # Numeric(12, 2)
+MAX_INT = 2 ** 31 - 1  # Integer columns (quantities, days, months)
 SQLITE_DECIMAL_WARNING = r"Dialect sqlite\+pysqlite does \*not\* support Decimal"
 
 
@@ -382,10 +383,10 @@ def _convert(value: Any, spec: FieldSpec) -> Any:
             raise _Bad(f"{value!r} is not a decimal number")
         if number < 0:
             raise _Bad(f"{value!r} must be ≥ 0")
+        if number > MAX_AMOUNT:  # before quantize(), which raises InvalidOperation for e.g. 1e30
+            raise _Bad(f"{value!r} is too large")
         if number != number.quantize(Decimal("0.01")):
             raise _Bad(f"{value!r} has more than 2 decimal places")
-        if number > MAX_AMOUNT:
-            raise _Bad(f"{value!r} is too large")
         return number.quantize(Decimal("0.01"))
     if kind == "int":
         if isinstance(value, bool):
@@ -400,6 +401,8 @@ def _convert(value: Any, spec: FieldSpec) -> Any:
             raise _Bad(f"{value!r} is not a whole number")
         if spec.minimum is not None and number < spec.minimum:
             raise _Bad(f"{number} must be ≥ {spec.minimum}")
+        if abs(number) > MAX_INT:  # the database's INTEGER would overflow
+            raise _Bad(f"{number} is too large")
         return number
     if kind == "bool":
         if isinstance(value, bool):
@@ -417,7 +420,10 @@ def _convert(value: Any, spec: FieldSpec) -> Any:
         except ValueError:
             raise _Bad(f"{value!r} is not an ISO 8601 date-time (e.g. 2024-11-01T09:30:00+08:00)") from None
         if moment.tzinfo is not None:
-            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+            try:
+                moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+            except OverflowError:  # e.g. 9999-12-31T23:59:59-23:59 is after year 9999 in UTC
+                raise _Bad(f"{value!r} is out of range") from None
         return moment
     if kind == "date":
         if not isinstance(value, str):

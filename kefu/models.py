@@ -211,6 +211,8 @@ class Ticket(Base):
     created_at: Mapped[datetime] = Column(DateTime, nullable=False)
     updated_at: Mapped[datetime] = Column(DateTime, nullable=False)
     sla_due_at: Mapped[Optional[datetime]] = Column(DateTime)
+    # the conversation (Rasa sender id) it was opened from, for follow-ups; None for imported / older tickets
+    conversation_id: Mapped[Optional[str]] = Column(String(128), index=True)
 
     customer: Mapped[Customer] = relationship("Customer", back_populates="tickets")
     order: Mapped[Optional[Order]] = relationship("Order")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 
 # also "+86 138-0013-8000", "8613800138000", "138 0013 8000": the forms id_formats accepts as phones
 _PHONE_RE = re.compile(r"(?<!\d)((?:\+?86[\s\-]?)?1[3-9]\d)[\s\-]?(\d{4})[\s\-]?(\d{4})(?!\d)")
@@ -72,10 +73,11 @@ _installed = False
 
 
 def install_log_masking() -> None:
-    """Mask phones and ID numbers in every log record of this process.
+    """Mask phones and ID numbers in every log record and every printed warning of this process.
 
     A record factory (rather than a handler filter) also covers handlers that
-    frameworks such as rasa-sdk attach after this call.
+    frameworks such as rasa-sdk attach after this call. Warnings matter too: Rasa
+    warns with the customer's text (``Failed to parse arguments in line '/…'``).
     """
     global _installed
     if _installed:
@@ -89,4 +91,12 @@ def install_log_masking() -> None:
         return record
 
     logging.setLogRecordFactory(factory)
+    show = warnings.showwarning
+
+    def show_masked(message, category, filename, lineno, file=None, line=None):
+        text = str(message)
+        masked = mask_text(text)
+        show(masked if masked != text else message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show_masked
     _installed = True

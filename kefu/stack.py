@@ -81,7 +81,7 @@ class RasaStack:
         (self.workdir / "endpoints.yml").write_text(
             f'action_endpoint:\n  url: "http://127.0.0.1:{self.actions.port}/webhook"\n'
             f'tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: "{self.workdir / "tracker.db"}"\n')
-        (self.workdir / "credentials.yml").write_text(yaml.safe_dump({"rest": None, **(channels or {})}))
+        (self.workdir / "credentials.yml").write_text(yaml.safe_dump({"kefu.channels.rest.RestInput": None, **(channels or {})}))
         self.api_token = api_token
         self.proc: Optional[subprocess.Popen] = None
 
@@ -120,13 +120,14 @@ class DeskServer:
     """The agent desk (which also serves the web chat widget) as its own process, like `make run` starts it."""
 
     def __init__(self, workdir: Path, db_url: str, rasa_url: str, rasa_token: Optional[str],
-                 widget_server: str = "", env: Optional[Dict[str, str]] = None):
+                 widget_server: str = "", env: Optional[Dict[str, str]] = None, events_db: str = ""):
+        """`events_db`: Rasa's SQL event broker file the desk ingests for analytics ("" = none)."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = [str(VENV_BIN / "python"), "-m", "kefu.desk.app", "--port", str(self.port), "--db-url", db_url,
-                     "--rasa-url", rasa_url, "--widget-server", widget_server]
+                     "--rasa-url", rasa_url, "--widget-server", widget_server, "--events-db", events_db]
         self.env = {**(env or os.environ), "RASA_TELEMETRY_ENABLED": "false", "PYTHONWARNINGS": "ignore"}
         if rasa_token:
             self.env["RASA_TOKEN"] = rasa_token

@@ -32,6 +32,7 @@ fi
   >var/log/desk.log 2>&1 &
 PIDS+=($!)
 echo "agent desk: http://localhost:${DESK_PORT:-5006}  (demo agents A001–A004, supervisor S001; password kefu123)"
+echo "dashboard:  http://localhost:${DESK_PORT:-5006}/dashboard  (supervisors; Rasa events from var/events.db)"
 echo "web chat:   http://localhost:${DESK_PORT:-5006}/chat  (embed: <script src=\"http://HOST:${DESK_PORT:-5006}/widget.js\" data-server=\"http://HOST:$RASA_PORT\" defer></script>)"
 echo "Rasa is loading the model (about a minute); then try:"
 echo "  curl -s localhost:$RASA_PORT/webhooks/rest/webhook -d '{\"sender\":\"demo\",\"message\":\"查一下订单202411010001\"}'"

@@ -41,7 +41,7 @@ def desk(rasa_stack, demo_db_url, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    assert Path(CHROMIUM).exists(), "Debian's chromium is required: `make browser` installs it"
+    assert Path(CHROMIUM).exists(), "Debian's chromium is required: `make system-packages` installs it"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         yield browser

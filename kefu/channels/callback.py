@@ -115,7 +115,7 @@ class CallbackInput(RasaCallbackInput):
                 return response.json({"error": "missing or wrong signature"}, status=403)
             try:
                 data = json.loads(body.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
+            except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: JSON nested too deep
                 return response.json({"error": "body must be UTF-8 JSON"}, status=400)
             sender, text = (data.get("sender"), data.get("message")) if isinstance(data, dict) else (None, None)
             if not isinstance(sender, str) or not 0 < len(sender) <= MAX_SENDER_CHARS or not sender.isprintable():

@@ -25,7 +25,7 @@ from rasa.core.channels.socketio import SocketIOInput as RasaSocketIOInput
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
-from socketio import AsyncServer
+from socketio import AsyncRedisManager, AsyncServer
 
 from kefu.channels.common import CLIPPED_NOTICE, clip_text, conversation_id
 from kefu.privacy import mask_text
@@ -57,15 +57,19 @@ class SocketIOInput(RasaSocketIOInput):
     """Rasa's socket.io channel for the web widget (polling transport, validated input).
 
     Credentials as Rasa's socket.io channel, plus ``cors_allowed_origins`` (default ``"*"``: any merchant page
-    may embed the widget; list the shop's origins to restrict it).
+    may embed the widget; list the shop's origins to restrict it) and ``redis_url``: with several Rasa processes,
+    a message emitted by one process (an agent's reply arriving through the HTTP API) must reach a widget
+    connected to another; python-socketio's Redis manager relays it.
     """
 
     cors_allowed_origins: Any = "*"
+    redis_url: Optional[str] = None
 
     @classmethod
     def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
         channel = super().from_credentials(credentials)
         channel.cors_allowed_origins = (credentials or {}).get("cors_allowed_origins", "*")
+        channel.redis_url = (credentials or {}).get("redis_url")
         return channel
 
     def get_output_channel(self) -> Optional[OutputChannel]:
@@ -74,7 +78,9 @@ class SocketIOInput(RasaSocketIOInput):
         return WidgetOutput(self.sio, self.bot_message_evt)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
-        sio = AsyncServer(async_mode="sanic", cors_allowed_origins=self.cors_allowed_origins, transports=["polling"])
+        manager = AsyncRedisManager(self.redis_url, channel="kefu-socketio") if self.redis_url else None
+        sio = AsyncServer(async_mode="sanic", cors_allowed_origins=self.cors_allowed_origins, transports=["polling"],
+                          client_manager=manager)
         webhook = SocketBlueprint(sio, self.socketio_path, "socketio_webhook", __name__)
         self.sio = sio
 

@@ -460,7 +460,7 @@ class TelegramInput(InputChannel):
         """The Update in a webhook body; None when it is not JSON or not an Update."""
         try:
             data = json.loads(body or b"")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
             return None
         update_id = data.get("update_id") if isinstance(data, dict) else None
         if not isinstance(update_id, int) or isinstance(update_id, bool):

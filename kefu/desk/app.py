@@ -24,14 +24,17 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from kefu import labels
 from kefu.db import database_url, session_scope
 from kefu.desk import accounts, queue
+from kefu.desk.dashboard import add_dashboard_routes
 from kefu.desk.rasa_api import RasaClient, RasaUnavailable
 from kefu.desk.routing import PRIORITIES, RoutingConfig, load_routing
 from kefu.models import Customer, DeskAgent, Handoff, Order, SenderBinding
 from kefu.privacy import mask_phone, mask_text
+from kefu.ratelimit import RateLimiter
 from kefu.services.tickets import SLA_HOURS, open_ticket, tickets_of
 from kefu.widget.routes import add_widget_routes
 
@@ -48,6 +51,11 @@ DB_KEY = web.AppKey("db_url", str)
 RASA_KEY = web.AppKey("rasa", RasaClient)
 SSE_INTERVAL_KEY = web.AppKey("sse_interval", float)
 ASSIGNER_KEY = web.AppKey("assigner", asyncio.Task)
+# Rasa's SQL event broker (a path relative to the project root, or a URL; "" = none): the dashboard ingests it
+EVENTS_DB_KEY = web.AppKey("events_db", str)
+# login attempts (right or wrong) per client IP and per agent id: slows password guessing down
+LOGIN_LIMITS_KEY = web.AppKey("login_limits", tuple)
+LOGIN_PER_IP, LOGIN_PER_AGENT, LOGIN_WINDOW = 30, 10, 60.0
 
 
 class ApiError(Exception):
@@ -96,7 +104,7 @@ async def _db(request: web.Request, work: Callable[..., Any], *args: Any) -> Any
 async def _json_body(request: web.Request) -> Dict[str, Any]:
     try:
         body = await request.json()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: e.g. "[[[[…" nested too deep
         raise ApiError(400, "request body must be valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object")
@@ -170,6 +178,13 @@ async def login(request: web.Request) -> web.Response:
     if not isinstance(agent_id, str) or not isinstance(password, str) or not agent_id or len(agent_id) > 64 \
             or len(password) > 256:
         raise ApiError(400, "'agent_id' and 'password' must be strings")
+    per_ip, per_agent = request.app[LOGIN_LIMITS_KEY]
+    for limiter, key in ((per_ip, request.remote or "?"), (per_agent, agent_id.strip())):
+        if not limiter.allow(key):
+            wait = max(1, limiter.retry_after(key))
+            logger.warning("desk: too many logins from %s / for agent %r", request.remote, agent_id.strip()[:64])
+            return web.json_response({"error": f"too many login attempts; try again in {wait} seconds"},
+                                     status=429, headers={"Retry-After": str(wait)})
 
     def work(session):
         result = accounts.login(session, agent_id.strip(), password)
@@ -617,11 +632,16 @@ async def create_ticket(request: web.Request, auth: Auth) -> web.Response:
                 raise ApiError(400, f"order {order_no} does not belong to this customer")
         ticket = open_ticket(session, customer_id=customer_id, category=category, subject=subject,
                              description=description, priority=priority, channel=h.channel, order=order,
-                             actor=f"agent:{auth.agent_id}")
+                             actor=f"agent:{auth.agent_id}", conversation_id=h.conversation_id)
         return {"ticket_no": ticket.ticket_no, "status": ticket.status, "priority": ticket.priority,
                 "category": ticket.category, "subject": ticket.subject, "sla_due_at": _iso(ticket.sla_due_at)}
 
-    return web.json_response(await _db(request, work), status=201)
+    for attempt in range(3):
+        try:
+            return web.json_response(await _db(request, work), status=201)
+        except IntegrityError:  # another process numbered a ticket at the same moment: number it again
+            if attempt == 2:
+                raise
 
 
 @authed(write=True)
@@ -677,12 +697,15 @@ async def assignment_loop(app: web.Application, interval: float) -> None:
 
 def create_app(db_url: Optional[str] = None, rasa_url: str = DEFAULT_RASA_URL, rasa_token: Optional[str] = None,
                routing_path: Optional[str] = None, *, sse_interval: float = 1.0,
-               assign_interval: float = 1.0, widget_server: str = "") -> web.Application:
+               assign_interval: float = 1.0, widget_server: str = "",
+               events_db: Optional[str] = None, sla_interval: float = 60.0) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=256 * 1024)
     app[DB_KEY] = db_url or database_url()
     app[CONFIG_KEY] = load_routing(routing_path)
     app[RASA_KEY] = RasaClient(rasa_url, rasa_token)
     app[SSE_INTERVAL_KEY] = float(sse_interval)
+    app[EVENTS_DB_KEY] = events_db or ""
+    app[LOGIN_LIMITS_KEY] = (RateLimiter(LOGIN_PER_IP, LOGIN_WINDOW), RateLimiter(LOGIN_PER_AGENT, LOGIN_WINDOW))
 
     async def on_startup(app: web.Application) -> None:
         def sync():
@@ -716,6 +739,9 @@ def create_app(db_url: Optional[str] = None, rasa_url: str = DEFAULT_RASA_URL, r
     app.router.add_post("/api/conversations/{handoff_id}/ticket", create_ticket)
     app.router.add_post("/api/conversations/{handoff_id}/close", close)
     add_widget_routes(app, widget_server)  # before /static/: it serves /static/vendor/
+    add_dashboard_routes(app)  # supervisors' analytics dashboard and its event ingestion
+    from kefu.desk import followups  # imports this module
+    followups.setup(app, sla_interval)  # ticket status changes, follow-ups to customers, SLA reminders
     app.router.add_static("/static/", STATIC_DIR, show_index=False)
     return app
 
@@ -730,14 +756,20 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--routing", default=None, help="routing file (default: config/routing.yml)")
     parser.add_argument("--widget-server", default=os.environ.get("WIDGET_SERVER_URL", ""),
                         help="Rasa's URL as customers' browsers reach it (default: this host, port 5005)")
+    parser.add_argument("--events-db", default=os.environ.get("KEFU_EVENTS_DB", "var/events.db"),
+                        help="Rasa's SQL event broker database for the dashboard: a path relative to the "
+                             "project root or a SQLAlchemy URL (default: KEFU_EVENTS_DB or var/events.db; '' = none)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from kefu.privacy import install_log_masking
     install_log_masking()
     web.run_app(create_app(args.db_url, args.rasa_url, args.rasa_token, args.routing,
-                           widget_server=args.widget_server),
+                           widget_server=args.widget_server, events_db=args.events_db),
                 host=args.host, port=args.port)
 
 
 if __name__ == "__main__":
-    main()
+    # run the importable module, not this __main__ copy: kefu.desk.followups imports kefu.desk.app, and the
+    # app keys and ApiError must be the same objects in both
+    from kefu.desk.app import main as _main
+    _main()

@@ -28,12 +28,15 @@ def next_ticket_no(session: Session, now: datetime) -> str:
 
 def open_ticket(session: Session, *, customer_id: int, category: str, subject: str,
                 description: str = "", priority: str = "normal", order: Optional[Order] = None,
-                channel: Optional[str] = None, actor: str = "bot", now: datetime | None = None) -> Ticket:
+                channel: Optional[str] = None, actor: str = "bot", now: datetime | None = None,
+                conversation_id: Optional[str] = None) -> Ticket:
+    """A new open ticket; `conversation_id` (the Rasa sender id it came from) lets follow-ups reach the customer."""
     now = now or datetime.utcnow()
     ticket = Ticket(ticket_no=next_ticket_no(session, now), customer_id=customer_id,
                     order_id=order.id if order else None, category=category, priority=priority,
                     status="open", subject=subject[:255], description=description, channel=channel,
-                    created_at=now, updated_at=now, sla_due_at=now + timedelta(hours=SLA_HOURS[priority]))
+                    created_at=now, updated_at=now, sla_due_at=now + timedelta(hours=SLA_HOURS[priority]),
+                    conversation_id=conversation_id[:128] if conversation_id else None)
     ticket.history.append(TicketEvent(at=now, actor=actor, action="created", note=subject[:255]))
     session.add(ticket)
     session.flush()

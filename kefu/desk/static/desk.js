@@ -80,9 +80,11 @@ function showDesk(me) {
   $("desk-view").hidden = false;
   $("me-name").textContent = `${me.name || me.agent}（${me.agent}${me.role === "supervisor" ? " · 主管" : ""}）`;
   $("supervisor-box").hidden = me.role !== "supervisor";
+  $("dashboard-link").hidden = me.role !== "supervisor";
   setOnline(!!me.online);
   connectEvents();
   api("GET", "/api/queue").then(renderQueue).catch(() => {});
+  loadOverdue();
 }
 
 $("login-form").addEventListener("submit", async (event) => {
@@ -92,7 +94,13 @@ $("login-form").addEventListener("submit", async (event) => {
     const data = await api("POST", "/api/login", { agent_id: $("login-id").value.trim(), password: $("login-pw").value });
     $("login-pw").value = "";
     state.csrf = data.csrf;
-    showDesk(await api("GET", "/api/me"));
+    const me = await api("GET", "/api/me");
+    // sent here from the dashboard (/?next=/dashboard): a supervisor goes back to it
+    if (me.role === "supervisor" && new URLSearchParams(location.search).get("next") === "/dashboard") {
+      location.href = "/dashboard";
+      return;
+    }
+    showDesk(me);
   } catch (error) {
     $("login-error").textContent = error.status === 401 ? "工号或密码错误" : error.message;
   }
@@ -260,9 +268,13 @@ function renderConversation(data, reset) {
     el("div", { class: "row" }, el("strong", {}, o.order_no), " ", el("span", { class: "tag" }, o.status_label)),
     el("div", { class: "muted small" }, `¥${o.total_amount} · ${fmtTime(o.created_at)}`),
     el("div", { class: "small" }, (o.items || []).join("，")))) : [el("p", { class: "muted" }, "无")]));
-  $("tickets").replaceChildren(...(data.tickets.length ? data.tickets.map((t) => el("div", { class: "item" },
-    el("div", {}, el("strong", {}, t.ticket_no), " ", el("span", { class: "tag" }, t.status_label), " ", badge(t.priority)),
-    el("div", { class: "small" }, `${t.category} · ${t.subject}`))) : [el("p", { class: "muted" }, "无")]));
+  if (reset || !$("tickets").contains(document.activeElement)) {
+    const canChange = h.status !== "closed" || state.me.role === "supervisor";
+    $("tickets").replaceChildren(...(data.tickets.length ? data.tickets.map((t) => el("div", { class: "item" },
+      el("div", {}, el("strong", {}, t.ticket_no), " ", el("span", { class: "tag" }, t.status_label), " ", badge(t.priority)),
+      el("div", { class: "small" }, `${t.category} · ${t.subject}`),
+      ticketStatusSelect(t, canChange))) : [el("p", { class: "muted" }, "无")]));
+  }
   const hist = data.history || { channels: [], handoffs: [] };
   $("history").replaceChildren(
     ...hist.channels.map((b) => el("div", { class: "small" }, `已验证：${b.channel} · ${b.conversation_id} · ${fmtTime(b.verified_at)}`)),
@@ -336,6 +348,50 @@ $("ticket-form").addEventListener("submit", async (event) => {
     openConversation(state.currentId, true);
   } catch (error) { actionMessage(error.message, false); }
 });
+
+/* ticket status (the customer is told in their channel; see kefu/desk/followups.py) */
+const TICKET_STATUS = { open: "待处理", in_progress: "处理中", resolved: "已解决", closed: "已关闭" };
+
+function ticketStatusSelect(ticket, enabled) {
+  const select = el("select", { "aria-label": `工单 ${ticket.ticket_no} 状态`, onchange: (event) => changeTicketStatus(ticket, event.target) },
+    ...Object.entries(TICKET_STATUS).map(([value, label]) => el("option", { value }, label)));
+  select.value = ticket.status;
+  select.disabled = !enabled;
+  return el("label", { class: "small" }, "状态 ", select);
+}
+
+async function changeTicketStatus(ticket, select) {
+  const status = select.value;
+  const note = prompt(`将工单 ${ticket.ticket_no} 改为“${TICKET_STATUS[status]}”。备注（会发送给顾客，可留空）：`, "");
+  if (note === null) { select.value = ticket.status; select.blur(); return; }
+  try {
+    const result = await api("POST", `/api/tickets/${encodeURIComponent(ticket.ticket_no)}/status`, { status, note });
+    const told = result.customer_notified === true ? "，已通知顾客" : result.customer_notified === false ? "（未能通知顾客）" : "";
+    actionMessage(`工单 ${ticket.ticket_no} 已改为“${TICKET_STATUS[status]}”${told}${result.rating === "requested" ? "，已邀请评价" : ""}`, true);
+  } catch (error) {
+    select.value = ticket.status;
+    actionMessage(error.message, false);
+  }
+  select.blur();
+  if (state.currentId) openConversation(state.currentId, true);
+  loadOverdue();
+}
+
+/* overdue tickets (SLA reminders written by the desk's SLA loop) */
+async function loadOverdue() {
+  clearTimeout(state.overdueTimer);
+  if (!state.me) return;
+  try {
+    const data = await api("GET", "/api/tickets/overdue");
+    $("overdue-count").textContent = data.total || "";
+    $("overdue-list").replaceChildren(...(data.tickets.length ? data.tickets.map((t) => el("li", { title: t.subject },
+      el("div", { class: "row" }, el("span", {}, badge(t.priority), " ", t.ticket_no),
+        el("span", { class: "muted small" }, `超时 ${fmtDuration(t.overdue_seconds)}`)),
+      el("div", { class: "preview" }, `${t.category} · ${t.status_label}${t.customer_update === "delivered" ? " · 已告知顾客" : ""}`),
+      el("div", { class: "preview" }, t.subject))) : [el("li", { class: "muted small" }, "暂无")]));
+  } catch (error) { /* shown again on the next round */ }
+  state.overdueTimer = setTimeout(loadOverdue, 30000);
+}
 
 $("close-form").addEventListener("submit", async (event) => {
   event.preventDefault();

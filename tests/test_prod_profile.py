@@ -1,0 +1,202 @@
+"""The production profile (kefu.cluster): two Rasa processes behind nginx, PostgreSQL tracker store and backend,
+a Redis lock store, RabbitMQ event broker — on the local services, with a private Redis so it can be stopped.
+
+- both processes serve one conversation with full state;
+- 100 senders × 20 messages, sent in simultaneous pairs to the two processes: every message answered once,
+  no event lost or duplicated, each message's turn kept whole, pairs in send order (the Redis lock store);
+- a Rasa process killed: nginx sends the conversation to the other, which has its state;
+- Redis down: a polite apology, nothing written; Redis back: the conversation continues intact;
+- PostgreSQL restarted: conversations resume with their slots.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Dict, List
+
+import aiohttp
+import pytest
+import requests
+
+from kefu.cluster import Cluster, Services, listening
+from kefu.stack import free_port
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+TOKEN = "prod-test-" + uuid.uuid4().hex
+
+
+class PrivateRedis:
+    def __init__(self, workdir: Path):
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc = None
+
+    def start(self) -> "PrivateRedis":
+        self.proc = subprocess.Popen([REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no", "--dir", str(self.workdir)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if listening("127.0.0.1", self.port):
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("private redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    server = PrivateRedis(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, redis_server):
+    services = Services(redis_port=redis_server.port)
+    services.check()  # fails loudly if PostgreSQL, RabbitMQ or nginx is missing
+    name = "kefut_" + uuid.uuid4().hex[:8]
+    stack = Cluster(tmp_path_factory.mktemp("cluster"), name=name, services=services, api_token=TOKEN,
+                    fresh=True).start()
+    yield stack
+    stack.stop()
+    stack.drop()
+
+
+def say(url: str, sender: str, text: str) -> List[dict]:
+    response = requests.post(f"{url}/webhooks/rest/webhook", json={"sender": sender, "message": text}, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def text(url: str, sender: str, message: str) -> str:
+    return "\n".join(m.get("text", "") for m in say(url, sender, message))
+
+
+def tracker(cluster: Cluster, sender: str) -> Dict:
+    port = next(p for p, proc in cluster.rasa.items() if proc.poll() is None)
+    response = requests.get(f"http://127.0.0.1:{port}/conversations/{sender}/tracker",
+                            params={"token": TOKEN, "include_events": "ALL"}, timeout=30)
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_both_processes_serve_one_conversation(cluster):
+    a, b = (f"http://127.0.0.1:{p}" for p in cluster.rasa_ports)
+    me = "prod-" + uuid.uuid4().hex[:8]
+    assert "手机号" in text(a, me, "查一下订单202411010001")
+    answer = text(b, me, "13800138000")  # the other process knows the order number from the shared tracker
+    assert "202411010001" in answer and "已签收" in answer
+    assert "202411010001" in text(cluster.url, me, "那退货呢")  # through nginx: still the same order
+
+
+MESSAGES = ["你好", "运费怎么算", "你们是机器人吗", "谢谢", "七天无理由退货吗", "怎么修改收货地址",
+            "优惠券怎么用", "发票可以开专票吗", "支持哪些快递", "好的"]
+
+
+async def _pairs_of_one_sender(http: aiohttp.ClientSession, ports: List[int], sender: str, pairs: int,
+                               answers: Dict[str, int]) -> None:
+    async def post(port: int, message: str) -> None:
+        async with http.post(f"http://127.0.0.1:{port}/webhooks/rest/webhook",
+                             json={"sender": sender, "message": message}) as response:
+            body = await response.json()
+            assert response.status == 200, body
+            answers[message] = answers.get(message, 0) + (1 if body else 0)
+
+    for i in range(pairs):
+        # two messages at the same moment, one to each process: only the lock store keeps them apart
+        first, second = f"{MESSAGES[(2 * i) % len(MESSAGES)]} {2 * i}", f"{MESSAGES[(2 * i + 1) % len(MESSAGES)]} {2 * i + 1}"
+        await asyncio.gather(post(ports[0], first), post(ports[1], second))
+
+
+def test_interleaved_senders_across_processes_lose_nothing_and_keep_order(cluster):
+    senders = [f"order-{uuid.uuid4().hex[:6]}-{n}" for n in range(int(os.environ.get("KEFU_ORDER_SENDERS", 100)))]
+    pairs = int(os.environ.get("KEFU_ORDER_PAIRS", 10))
+    answers: Dict[str, Dict[str, int]] = {s: {} for s in senders}
+
+    async def run() -> None:
+        timeout = aiohttp.ClientTimeout(total=600)
+        async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as http:
+            await asyncio.gather(*(_pairs_of_one_sender(http, cluster.rasa_ports, s, pairs, answers[s])
+                                   for s in senders))
+
+    started = time.time()
+    asyncio.run(run())
+    elapsed = time.time() - started
+    for sender in senders:
+        assert len(answers[sender]) == 2 * pairs and set(answers[sender].values()) == {1}, answers[sender]
+        events = tracker(cluster, sender)["events"]
+        users = [e for e in events if e["event"] == "user"]
+        seq = [int(e["text"].rsplit(" ", 1)[1]) for e in users]
+        assert sorted(seq) == list(range(2 * pairs)), seq  # every message exactly once
+        assert [n // 2 for n in seq] == sorted(n // 2 for n in seq), seq  # pairs in send order
+        # each user message's turn is whole: its bot answer and action_listen before the next user message
+        turns, answered, listened = 0, False, False
+        for event in events:
+            if event["event"] == "user":
+                assert turns == 0 or listened, f"{sender}: a turn was interleaved with another"
+                turns, answered, listened = turns + 1, False, False
+            elif event["event"] == "bot":
+                answered = True
+            elif event["event"] == "action" and event["name"] == "action_listen" and turns:
+                assert answered, f"{sender}: a message without an answer"
+                listened = True
+        assert listened, f"{sender}: the last message was not answered"
+    print(f"{len(senders) * 2 * pairs} messages in {elapsed:.1f}s ({len(senders) * 2 * pairs / elapsed:.1f} msg/s)")
+
+
+def test_redis_down_is_a_polite_apology_and_nothing_is_corrupted(cluster, redis_server):
+    me = "redis-" + uuid.uuid4().hex[:8]
+    assert "手机号" in text(cluster.url, me, "查一下订单202411150002")
+    before = len(tracker(cluster, me)["events"])
+    redis_server.stop()
+    try:
+        response = requests.post(f"{cluster.url}/webhooks/rest/webhook", json={"sender": me, "message": "13800138000"},
+                                 timeout=60)
+        # a polite answer, never silence: nginx's 503 ("系统繁忙"), or the REST channel's apology
+        assert response.status_code in (200, 503), response.text
+        assert "抱歉" in response.json()[0]["text"]
+        assert len(tracker(cluster, me)["events"]) == before  # nothing half-written
+    finally:
+        redis_server.start()
+    assert "202411150002" in text(cluster.url, me, "13800138000")  # the same conversation goes on
+
+
+def pg_restart_command() -> List[str]:
+    if shutil.which("pg_ctlcluster") and shutil.which("pg_lsclusters"):
+        line = subprocess.run(["pg_lsclusters", "--no-header"], capture_output=True, text=True).stdout.split()
+        if len(line) >= 2:
+            return ["pg_ctlcluster", line[0], line[1], "restart"]
+    return []
+
+
+def test_postgresql_restart_keeps_the_conversation(cluster):
+    command = pg_restart_command()
+    if not command:
+        pytest.skip("no pg_ctlcluster here: cannot restart the local PostgreSQL")
+    me = "pg-" + uuid.uuid4().hex[:8]
+    assert "手机号" in text(cluster.url, me, "查一下订单202411100003")
+    subprocess.run(command, check=True, timeout=120)
+    for _ in range(100):
+        if listening(cluster.services.pg_host, cluster.services.pg_port):
+            break
+        time.sleep(0.2)
+    answer = text(cluster.url, me, "13800138000")  # the slots (order number) survived in PostgreSQL
+    assert "202411100003" in answer and "空调" in answer
+
+
+def test_a_killed_rasa_process_is_replaced_by_the_other(cluster):
+    me = "kill-" + uuid.uuid4().hex[:8]
+    assert "手机号" in text(cluster.url, me, "查一下订单202411010001")
+    cluster.kill_rasa(cluster.rasa_ports[0])
+    answer = text(cluster.url, me, "13800138000")  # nginx passes it to the live process, which has the state
+    assert "202411010001" in answer and "已签收" in answer
+    assert "202411010001" in text(cluster.url, me, "那退货呢")
