@@ -9,13 +9,14 @@ import asyncio
 import json
 import time
 from datetime import datetime
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import pytest
-from aiohttp import CookieJar, web
+from aiohttp import CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
+from fakes.rasa_http import FakeRasa
 from kefu.db import session_scope
 from kefu.desk.app import create_app
 from kefu.desk.routing import load_routing
@@ -46,50 +47,21 @@ def tracker_state(conv: str = CONV) -> Dict[str, Any]:
     }
 
 
-class FakeRasa:
-    def __init__(self):
-        self.events: List[tuple] = []
-        self.actions: List[tuple] = []
-        self.app = web.Application()
-        self.app.router.add_get("/conversations/{cid}/tracker", self.tracker)
-        self.app.router.add_post("/conversations/{cid}/tracker/events", self.append)
-        self.app.router.add_post("/conversations/{cid}/execute", self.execute)
-
-    def _check(self, request):
-        if request.query.get("token") != TOKEN:
-            raise web.HTTPUnauthorized()
-
-    async def tracker(self, request):
-        self._check(request)
-        assert request.query.get("include_events") == "ALL"
-        state = tracker_state(request.match_info["cid"])
-        state["events"] = state["events"] + [
-            {"event": "user", "text": "人呢？在线等", "timestamp": T0 + 60, "input_channel": "rest",
-             "parse_data": {"intent": {"name": "request_human", "confidence": 0.8},
-                            "intent_ranking": [{"name": "request_human", "confidence": 0.8}]}}]
-        return web.json_response(state)
-
-    async def append(self, request):
-        self._check(request)
-        self.events.append((request.match_info["cid"], request.query.get("output_channel"),
-                            request.query.get("execute_side_effects"), await request.json()))
-        return web.json_response({"sender_id": request.match_info["cid"]})
-
-    async def execute(self, request):
-        self._check(request)
-        self.actions.append((request.match_info["cid"], request.query.get("output_channel"),
-                             (await request.json())["name"]))
-        return web.json_response({"tracker": {}, "messages": []})
+def live_tracker(conv: str) -> Dict[str, Any]:
+    """The tracker as Rasa has it now: the stored one plus a newer customer message."""
+    state = tracker_state(conv)
+    state["events"] = state["events"] + [
+        {"event": "user", "text": "人呢？在线等", "timestamp": T0 + 60, "input_channel": "rest",
+         "parse_data": {"intent": {"name": "request_human", "confidence": 0.8},
+                        "intent_ranking": [{"name": "request_human", "confidence": 0.8}]}}]
+    return state
 
 
 @pytest.fixture
 async def rasa():
-    fake = FakeRasa()
-    server = TestServer(fake.app)
-    await server.start_server()
-    fake.url = str(server.make_url("")).rstrip("/")
+    fake = await FakeRasa(TOKEN, live_tracker).start()
     yield fake
-    await server.close()
+    await fake.close()
 
 
 async def _client(db_url: str, rasa_url: str) -> TestClient:

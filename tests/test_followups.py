@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime, timedelta
-from typing import Any, Dict, List, Optional
+from typing import Dict, Optional
 
 import pytest
-from aiohttp import CookieJar, web
+from aiohttp import CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select, update
 
 from kefu.analytics.store import FollowUp
+from fakes.rasa_http import FakeRasa
 from kefu.db import session_scope
 from kefu.desk import followups
 from kefu.desk.app import create_app
@@ -25,53 +26,11 @@ ZHANG = "13800138000"
 LI = "13900139000"
 
 
-class FakeRasa:
-    """Records what the desk sends to Rasa's HTTP API; `down = True` answers 503 to everything."""
-
-    def __init__(self):
-        self.events: List[tuple] = []
-        self.actions: List[tuple] = []
-        self.down = False
-        self.app = web.Application()
-        self.app.router.add_get("/conversations/{cid}/tracker", self.tracker)
-        self.app.router.add_post("/conversations/{cid}/tracker/events", self.append)
-        self.app.router.add_post("/conversations/{cid}/execute", self.execute)
-
-    def _check(self, request):
-        if request.query.get("token") != TOKEN:
-            raise web.HTTPUnauthorized()
-        if self.down:
-            raise web.HTTPServiceUnavailable()
-
-    async def tracker(self, request):
-        self._check(request)
-        return web.json_response({"sender_id": request.match_info["cid"], "slots": {}, "events": []})
-
-    async def append(self, request):
-        self._check(request)
-        self.events.append((request.match_info["cid"], request.query.get("output_channel"),
-                            request.query.get("execute_side_effects"), await request.json()))
-        return web.json_response({"sender_id": request.match_info["cid"]})
-
-    async def execute(self, request):
-        self._check(request)
-        self.actions.append((request.match_info["cid"], request.query.get("output_channel"),
-                             (await request.json())["name"]))
-        return web.json_response({"tracker": {}, "messages": []})
-
-    def bot_texts(self, conversation_id: str) -> List[Dict[str, Any]]:
-        return [event for cid, _, _, events in self.events if cid == conversation_id
-                for event in events if event.get("event") == "bot"]
-
-
 @pytest.fixture
 async def rasa():
-    fake = FakeRasa()
-    server = TestServer(fake.app)
-    await server.start_server()
-    fake.url = str(server.make_url("")).rstrip("/")
+    fake = await FakeRasa(TOKEN).start()
     yield fake
-    await server.close()
+    await fake.close()
 
 
 async def _client(db_url: str, rasa_url: str, sla_interval: float = 0) -> TestClient:

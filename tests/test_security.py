@@ -34,7 +34,8 @@ from kefu.models import Customer, DeskSession, Handoff
 from kefu.privacy import mask_text
 from kefu.ratelimit import RateLimiter, limiter_from_settings
 from test_desk_app import TOKEN as FAKE_RASA_TOKEN
-from test_desk_app import FakeRasa, make_handoff
+from fakes.rasa_http import FakeRasa
+from test_desk_app import make_handoff
 
 ROOT = Path(__file__).resolve().parent.parent
 # 李娜's orders 202411050005 / 202411180006: what 张伟 (or a stranger) must never see
@@ -280,12 +281,9 @@ def test_forged_webhook_requests_are_refused(rasa_stack, callback_receiver, fake
 
 @pytest.fixture
 async def fake_rasa():
-    fake = FakeRasa()
-    server = TestServer(fake.app)
-    await server.start_server()
-    fake.url = str(server.make_url("")).rstrip("/")
+    fake = await FakeRasa(FAKE_RASA_TOKEN).start()
     yield fake
-    await server.close()
+    await fake.close()
 
 
 async def _desk_client(db_url: str, rasa_url: str) -> TestClient:
