@@ -50,7 +50,10 @@ class ActionRunTask(KefuAction):
         if order is None:
             # the form stopped asking after too many failed attempts
             return hand_over(dispatcher, tracker, session, "verification_failed")
-        events = [SlotSet("customer_id", str(order.customer_id)), SlotSet("verify_failures", 0)]
+        # set only what changes: a repeated slot event costs every later turn (tracker size, replay, payload)
+        events = [SlotSet(name, value) for name, value in (("customer_id", str(order.customer_id)),
+                                                            ("verify_failures", 0))
+                  if tracker.get_slot(name) != value]
         handler = TASKS.get(tracker.get_slot("task") or "query_order", orders.show_order)
         return events + handler(dispatcher, tracker, session, order)
 

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
-from rasa_sdk.forms import FormValidationAction
+from rasa_sdk.forms import REQUESTED_SLOT, FormValidationAction
 
 from actions.common import MAX_VERIFY_FAILURES, channel_of, customer_id_of
 from kefu import id_formats
@@ -22,11 +23,45 @@ def _failures(tracker: Tracker) -> int:
     return int(tracker.get_slot("verify_failures") or 0)
 
 
+# rasa-sdk asks for the required slots up to three times per validation call; within one call the answer depends
+# only on these slots (the database is not expected to change in between), so it is computed once per call.
+_REQUIRED_MEMO: contextvars.ContextVar[Optional[Dict[Tuple[str, ...], List[str]]]] = contextvars.ContextVar(
+    "kefu_required_slots_memo", default=None)
+_REQUIRED_DEPENDS_ON = ("order_id", "customer_id", "task", "verify_failures")
+
+
+def drop_unchanged_slots(events: List[Dict[str, Any]], before: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """rasa-sdk returns every validated slot, changed or not; an unchanged one is only a redundant tracker event.
+    `requested_slot` is always kept: Rasa's form reads it to decide whether it is done."""
+    return [event for event in events
+            if not (event.get("event") == "slot" and event.get("name") != REQUESTED_SLOT
+                    and event.get("name") in before and before[event.get("name")] == event.get("value"))]
+
+
 class ValidateOrderForm(FormValidationAction):
     def name(self) -> str:
         return "validate_order_form"
 
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain) -> List[Dict[str, Any]]:
+        before = dict(tracker.slots)
+        token = _REQUIRED_MEMO.set({})
+        try:
+            events = await super().run(dispatcher, tracker, domain)
+        finally:
+            _REQUIRED_MEMO.reset(token)
+        return drop_unchanged_slots(events, before)
+
     def _required(self, tracker: Tracker) -> List[str]:
+        memo = _REQUIRED_MEMO.get()
+        key = tuple(repr(tracker.get_slot(name)) for name in _REQUIRED_DEPENDS_ON)  # slot values may be dicts
+        if memo is not None and key in memo:
+            return list(memo[key])
+        required = self._required_now(tracker)
+        if memo is not None:
+            memo[key] = required
+        return list(required)
+
+    def _required_now(self, tracker: Tracker) -> List[str]:
         if _failures(tracker) >= MAX_VERIFY_FAILURES:
             return []  # stop asking; action_run_task hands over to a human
         reference = tracker.get_slot("order_id")

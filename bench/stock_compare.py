@@ -91,8 +91,11 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--levels", default="1,20,100")
     parser.add_argument("--messages", type=int, default=20)
+    parser.add_argument("--configs", default="stock1,stock2,kefu,cluster",
+                        help="which configurations to run (comma-separated subset of the default)")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
+    configs = set(args.configs.split(","))
     rows: List[Dict] = []
 
     def record(config: str, results: List[Dict]) -> None:
@@ -103,21 +106,26 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="kefu-compare-") as tmp:
         workdir = Path(tmp)
-        project = stock_project(workdir)
-        record("stock, 1 worker", run_stock(project, 1, levels, args.messages))
-        record("stock, 2 workers + Redis lock", run_stock(project, 2, levels, args.messages))
+        if configs & {"stock1", "stock2"}:
+            project = stock_project(workdir)
+            if "stock1" in configs:
+                record("stock, 1 worker", run_stock(project, 1, levels, args.messages))
+            if "stock2" in configs:
+                record("stock, 2 workers + Redis lock", run_stock(project, 2, levels, args.messages))
 
-        stack = RasaStack(workdir / "kefu", seeded_sqlite(workdir / "kefu.db")).start()
-        try:
-            record("kefu, 1 process (make run)", run_kefu(stack.webhook, levels, args.messages))
-        finally:
-            stack.stop()
+        if "kefu" in configs:
+            stack = RasaStack(workdir / "kefu", seeded_sqlite(workdir / "kefu.db")).start()
+            try:
+                record("kefu, 1 process (make run)", run_kefu(stack.webhook, levels, args.messages))
+            finally:
+                stack.stop()
 
         cluster: Optional[Cluster] = None
         try:
-            cluster = Cluster(workdir / "cluster", name="kefubench", fresh=True).start()
-            record("kefu, 2 processes + nginx (make run-prod)",
-                   run_kefu(f"{cluster.url}/webhooks/rest/webhook", levels, args.messages))
+            if "cluster" in configs:
+                cluster = Cluster(workdir / "cluster", name="kefubench", fresh=True).start()
+                record("kefu, 2 processes + nginx (make run-prod)",
+                       run_kefu(f"{cluster.url}/webhooks/rest/webhook", levels, args.messages))
         except ServiceMissing as error:
             print(f"# production profile skipped: {error}", file=sys.stderr)
         finally:

@@ -104,6 +104,22 @@ class Services:
             conn.close()
 
 
+    def delete_queue(self, name: str) -> None:
+        """Remove a RabbitMQ queue: the events of a cluster nobody consumes would otherwise pile up on disk."""
+        import asyncio
+
+        import aio_pika
+
+        async def delete() -> None:
+            connection = await aio_pika.connect(host=self.rabbit_host, port=self.rabbit_port,
+                                                login=self.rabbit_user, password=self.rabbit_password)
+            async with connection:
+                channel = await connection.channel()
+                await channel.queue_delete(name)
+
+        asyncio.run(delete())
+
+
 def endpoints(services: Services, *, action_port: int, tracker_db: str, key_prefix: str,
               events_queue: str) -> Dict:
     tracker = {"type": "kefu.tracker_store.ResilientSQLTrackerStore", "dialect": "postgresql",
@@ -111,7 +127,7 @@ def endpoints(services: Services, *, action_port: int, tracker_db: str, key_pref
     if services.pg_password:
         tracker["password"] = services.pg_password
     return {
-        "action_endpoint": {"url": f"http://127.0.0.1:{action_port}/webhook"},
+        "action_endpoint": {"url": f"http://127.0.0.1:{action_port}/webhook", "enable_selective_domain": True},
         "tracker_store": tracker,
         "lock_store": {"type": "kefu.lock_store.AtomicRedisLockStore", "url": services.redis_host,
                        "port": services.redis_port,
@@ -289,9 +305,10 @@ class Cluster:
         self.actions.stop()
 
     def drop(self) -> None:
-        """Remove this cluster's databases (tests)."""
+        """Remove this cluster's databases and event queue (tests, benchmarks)."""
         for name in (self.business_db, self.tracker_db):
             self.services.drop_database(name)
+        self.services.delete_queue(self.events_queue)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -31,6 +31,10 @@ from rasa.shared.core.events import ActionExecuted
 from rasa.shared.core.generator import TrackerWithCachedStates
 from rasa.shared.core.trackers import DialogueStateTracker
 
+from kefu import rasa_speedups
+
+rasa_speedups.apply()  # loaded with every model that uses this policy: Rasa server, rasa shell, rasa test
+
 APOLOGY = "utter_service_unavailable"
 
 

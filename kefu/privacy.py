@@ -66,7 +66,19 @@ class MaskingFilter(logging.Filter):
         masked = mask_text(message)
         if masked != message:
             record.msg, record.args = masked, ()
+        if record.exc_info and not record.exc_text:
+            # a traceback carries exception messages, e.g. an action server error with the request body in it;
+            # formatters reuse a record's exc_text, so the masked text is what every handler prints
+            try:
+                record.exc_text = mask_text(_TRACEBACK_FORMATTER.formatException(record.exc_info))
+            except Exception:  # pragma: no cover - never break logging
+                pass
+        if record.stack_info:
+            record.stack_info = mask_text(record.stack_info)
         return True
+
+
+_TRACEBACK_FORMATTER = logging.Formatter()
 
 
 _installed = False

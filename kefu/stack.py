@@ -79,8 +79,8 @@ class RasaStack:
         self.url = f"http://127.0.0.1:{self.rasa_port}"
         self.webhook = f"{self.url}/webhooks/rest/webhook"
         (self.workdir / "endpoints.yml").write_text(
-            f'action_endpoint:\n  url: "http://127.0.0.1:{self.actions.port}/webhook"\n'
-            f'tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: "{self.workdir / "tracker.db"}"\n')
+            f'action_endpoint:\n  url: "http://127.0.0.1:{self.actions.port}/webhook"\n  enable_selective_domain: true\n'
+            f'tracker_store:\n  type: kefu.tracker_store.ResilientSQLTrackerStore\n  dialect: sqlite\n  db: "{self.workdir / "tracker.db"}"\n')
         (self.workdir / "credentials.yml").write_text(yaml.safe_dump({"kefu.channels.rest.RestInput": None, **(channels or {})}))
         self.api_token = api_token
         self.proc: Optional[subprocess.Popen] = None

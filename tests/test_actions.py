@@ -16,7 +16,7 @@ from actions.leave_message import ActionLeaveMessage, ValidateLeaveMessageForm
 from kefu.desk import accounts, queue
 from kefu.db import session_scope
 from kefu.models import AfterSale, Customer, Handoff, Order, Rating, SenderBinding, Ticket
-from kefu.services import handoffs
+from kefu.services import customers, handoffs
 
 DOMAIN: Dict[str, Any] = {"slots": {}, "forms": {"order_form": {"required_slots": ["order_id", "phone", "new_address"]}}}
 
@@ -488,3 +488,32 @@ def test_faq_button_answers_the_chosen_entry_and_misses_are_recorded(db, kb):
 def test_unclear_intent_answered_by_the_kb_is_not_a_fallback(db, kb):
     messages, _ = run(ActionClarify(), tracker(text="能寄到国外吗", intent="nlu_fallback"))
     assert responses(messages) == ["utter_kb_answer"]
+
+
+# --- fewer tracker events per turn ----------------------------------------------------------------
+
+def test_run_task_sets_only_slots_that_change(db):
+    _, events = run(ActionRunTask(), tracker(proven(db, "202411010001", task="query_order", verify_failures=0)))
+    assert "customer_id" not in slots_of(events) and "verify_failures" not in slots_of(events)
+    with session_scope(db) as s:  # the order was proven on this sender earlier: binding found, slot restored
+        customers.bind_sender(s, "rest", "u1", order(db, "202411010001").customer_id)
+    _, events = run(ActionRunTask(), tracker({**proven(db, "202411010001", task="query_order", verify_failures=2),
+                                              "customer_id": None}))
+    assert slots_of(events) == {"customer_id": str(order(db, "202411010001").customer_id), "verify_failures": 0}
+
+
+def test_form_validation_returns_only_changes_and_checks_ownership_once(db, monkeypatch):
+    slots = proven(db, "202411010001", task="query_order", requested_slot="order_id")
+    latest = {"text": "查一下订单202411010001", "intent": {"name": "query_order", "confidence": 0.9},
+              "entities": [{"entity": "order_id", "value": "202411010001"}]}
+    events = [{"event": "user", "text": latest["text"], "parse_data": latest, "input_channel": "rest"},
+              {"event": "slot", "name": "task", "value": "query_order"},
+              {"event": "slot", "name": "order_id", "value": "202411010001"}]
+    t = Tracker("u1", slots, latest, events, False, None, {"name": "order_form"}, "order_form")
+    calls = []
+    original = ValidateOrderForm._required_now
+    monkeypatch.setattr(ValidateOrderForm, "_required_now", lambda self, tr: calls.append(1) or original(self, tr))
+    messages, result = run(ValidateOrderForm(), t)
+    assert result == [{"event": "slot", "timestamp": None, "name": "requested_slot", "value": None}]
+    assert len(calls) == 1  # rasa-sdk asks three times; the database is asked once
+    assert messages == []

@@ -245,3 +245,25 @@ def test_masking_filter_with_caplog(caplog):
         caplog.handler.removeFilter(caplog.handler.filters[-1])
     assert [r.getMessage() for r in caplog.records] == ["回拨 138****8000"]
     assert "13800138000" not in caplog.text
+
+
+def test_tracebacks_in_logs_are_masked_too():
+    from kefu.privacy import install_log_masking
+
+    install_log_masking()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    log = logging.getLogger("kefu.test.traceback_masking")
+    log.addHandler(handler)
+    try:
+        try:
+            raise RuntimeError('action server said 500, body={"text": "我的手机13912345678 身份证110101199003071234"}')
+        except RuntimeError:
+            log.exception("custom action failed for 13912345678")
+    finally:
+        log.removeHandler(handler)
+    text = stream.getvalue()
+    assert "Traceback" in text and "RuntimeError" in text
+    assert "13912345678" not in text and "110101199003071234" not in text
+    assert "139****5678" in text

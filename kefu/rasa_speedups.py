@@ -1,0 +1,153 @@
+"""Three hot spots of Rasa 3.6's message loop, removed without changing behaviour.
+
+Found with ``bench/profile_turn.py`` (py-spy on the Rasa server under 20 concurrent senders, see
+docs/performance.md); together they were about a third of the server's CPU per message:
+
+1. ``RemoteAction._validate_action_result`` calls ``jsonschema.validate``, which re-checks the *schema itself*
+   (``check_schema`` of the large events schema) on every action server reply, then validates. The schema is a
+   constant, so it is checked once here and the validator is reused; replies are still validated the same way and
+   a bad reply still raises the same ``ValidationError`` with Rasa's explanation appended.
+2. ``Event.resolve_by_type`` walks every subclass of ``Event`` (``all_subclasses`` with ``inspect.isabstract``) for
+   each event it deserialises -- every event of every tracker read from the tracker store and every event an
+   action returns. The type-name -> class map is built once and rebuilt only when new event classes appear.
+3. Every action server call opens a new HTTP client session and TCP connection, and serialises the whole
+   tracker (all events of the session with their parse data, about 100 KB after twenty turns) with the standard
+   library's ``json.dumps``. ``EndpointConfig.session`` now hands out one kept session per endpoint and event
+   loop (keep-alive connections, dropped after 2 s idle -- before the action server's 5 s timeout), which
+   serialises with ``ujson`` (already installed: Sanic uses it to parse the same request on the action server
+   side), falling back to ``json.dumps`` for anything ujson refuses.
+
+The tracker store's own costs are handled in ``kefu.tracker_store``.
+
+``apply()`` is idempotent; it runs when Rasa imports this project's tracker store or policy module (both named
+in ``endpoints.yml`` / ``config.yml``), i.e. in the Rasa server, never in the action server.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Optional, Text, Type
+
+logger = logging.getLogger(__name__)
+_applied = False
+
+
+def _cached_action_result_validator():
+    from jsonschema.validators import validator_for
+    from rasa.core.actions.action import RemoteAction
+
+    schema = RemoteAction.action_response_format_spec()
+    cls = validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def _patch_action_result_validation() -> None:
+    from jsonschema import exceptions
+    from rasa.core.actions.action import RemoteAction
+    from rasa.shared.constants import DOCS_BASE_URL
+
+    validator = _cached_action_result_validator()
+
+    def _validate_action_result(self: RemoteAction, result: Dict[Text, Any]) -> bool:
+        error = exceptions.best_match(validator.iter_errors(result))
+        if error is not None:
+            error.message += (
+                f". Failed to validate Action server response from API, "
+                f"make sure your response from the Action endpoint is valid. "
+                f"For more information about the format visit "
+                f"{DOCS_BASE_URL}/custom-actions"
+            )
+            raise error
+        return True
+
+    RemoteAction._validate_action_result = _validate_action_result
+
+
+def _patch_event_type_lookup() -> None:
+    import rasa.shared.utils.common
+    from rasa.shared.core.events import Event
+
+    original = Event.resolve_by_type
+    by_name: Dict[Text, Type[Event]] = {}
+    known = {"count": -1}
+
+    def _count_subclasses(cls: type) -> int:
+        return sum(1 + _count_subclasses(sub) for sub in cls.__subclasses__())
+
+    def resolve_by_type(type_name: Text, default: Optional[Type[Event]] = None) -> Optional[Type[Event]]:
+        cls = by_name.get(type_name)
+        if cls is None:
+            count = _count_subclasses(Event)
+            if count != known["count"]:  # a new Event subclass was imported since the map was built
+                by_name.clear()
+                for candidate in reversed(rasa.shared.utils.common.all_subclasses(Event)):
+                    by_name[candidate.type_name] = candidate  # first match wins, as in Rasa's linear scan
+                known["count"] = count
+                cls = by_name.get(type_name)
+        if cls is not None:
+            return cls
+        return original(type_name, default)  # unknown names: Rasa's own handling ("topic", default, ValueError)
+
+    Event.resolve_by_type = staticmethod(resolve_by_type)
+
+
+def _fast_json_dumps(value: Any) -> str:
+    import json
+
+    import ujson
+
+    try:
+        return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False)
+    except (TypeError, OverflowError, ValueError):
+        return json.dumps(value)
+
+
+class _KeptSession:
+    """``async with endpoint.session() as session`` without closing it: the next request reuses the connection."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+
+    async def __aenter__(self) -> Any:
+        return self._session
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        return None
+
+
+def _patch_action_client_session() -> None:
+    import asyncio
+
+    import aiohttp
+    from rasa.utils.endpoints import DEFAULT_REQUEST_TIMEOUT, EndpointConfig
+
+    def new_session(self: EndpointConfig) -> aiohttp.ClientSession:
+        auth = None
+        if self.basic_auth:
+            auth = aiohttp.BasicAuth(self.basic_auth["username"], self.basic_auth["password"])
+        # idle connections are dropped after 2 s, well before the action server's (Sanic's) 5 s keep-alive timeout
+        connector = aiohttp.TCPConnector(keepalive_timeout=2.0, limit=100)
+        return aiohttp.ClientSession(headers=self.headers, auth=auth, connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=DEFAULT_REQUEST_TIMEOUT),
+                                     json_serialize=_fast_json_dumps)
+
+    def session(self: EndpointConfig) -> _KeptSession:
+        loop = asyncio.get_running_loop()
+        kept = self.__dict__.get("_kefu_session")
+        if kept is None or kept[0] is not loop or kept[1].closed:
+            kept = (loop, new_session(self))
+            self.__dict__["_kefu_session"] = kept
+        return _KeptSession(kept[1])
+
+    EndpointConfig.session = session
+
+
+def apply() -> None:
+    global _applied
+    if _applied:
+        return
+    _applied = True
+    _patch_action_result_validation()
+    _patch_event_type_lookup()
+    _patch_action_client_session()
+    logger.debug("kefu.rasa_speedups applied")

@@ -1,0 +1,231 @@
+"""kefu.tracker_store.ResilientSQLTrackerStore: the version-checked tracker cache and the leaner queries must keep
+Rasa's SQLTrackerStore behaviour -- on SQLite and on the local PostgreSQL, with two store instances standing in
+for two Rasa processes."""
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from typing import Dict, List
+
+import pytest
+from rasa.core.brokers.broker import EventBroker
+from rasa.core.tracker_store import SQLTrackerStore
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, SlotSet, UserUttered
+
+from kefu.tracker_store import ResilientSQLTrackerStore
+
+DOMAIN = Domain.from_yaml("""
+version: "3.1"
+intents: [greet]
+slots:
+  order_id:
+    type: text
+    mappings: [{type: custom}]
+""")
+
+
+def _pg_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+class RecordingBroker(EventBroker):
+    def __init__(self) -> None:
+        self.published: List[Dict] = []
+
+    def publish(self, event: Dict) -> None:
+        self.published.append(event)
+
+    def is_ready(self) -> bool:  # pragma: no cover - Rasa API
+        return True
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_settings(request, tmp_path):
+    if request.param == "sqlite":
+        yield {"dialect": "sqlite", "db": str(tmp_path / "tracker.db")}
+        return
+    if not _pg_up():
+        if os.environ.get("KEFU_ALLOW_NO_POSTGRES") == "1":
+            pytest.skip("PostgreSQL not running on 127.0.0.1:5432")
+        pytest.fail("PostgreSQL is not listening on 127.0.0.1:5432 (set KEFU_ALLOW_NO_POSTGRES=1 to skip)")
+    import psycopg2
+
+    name = f"kefu_tracker_test_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield {"dialect": "postgresql", "url": "127.0.0.1", "port": 5432, "db": name, "username": "postgres"}
+    finally:
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def make_store(settings, broker=None) -> ResilientSQLTrackerStore:
+    return ResilientSQLTrackerStore(domain=DOMAIN, event_broker=broker, **settings)
+
+
+def dispose(*stores) -> None:
+    for store in stores:
+        store.engine.dispose()
+
+
+def turn(tracker, text: str, order_id: str) -> None:
+    tracker.update(UserUttered(text, {"name": "greet", "confidence": 1.0}))
+    tracker.update(SlotSet("order_id", order_id))
+    tracker.update(ActionExecuted("utter_greet"))
+    tracker.update(BotUttered(f"echo {text}"))
+    tracker.update(ActionExecuted("action_listen"))
+
+
+def new_session(tracker) -> None:
+    """What Rasa appends when a session expires."""
+    for event in (ActionExecuted("action_session_start"), SessionStarted(), ActionExecuted("action_listen")):
+        tracker.update(event)
+
+
+def texts(tracker) -> List[str]:
+    return [e.text for e in tracker.events if isinstance(e, UserUttered)]
+
+
+def test_a_saved_tracker_is_served_from_memory_and_equals_what_rasa_reads(store_settings):
+    async def scenario():
+        store = make_store(store_settings)
+        tracker = await store.get_or_create_tracker("c1")
+        turn(tracker, "你好", "202411010001")
+        await store.save(tracker)
+        again = await store.retrieve("c1")
+        assert again is tracker  # kept: no reload, no replay
+        fresh = await SQLTrackerStore(domain=DOMAIN, **store_settings).retrieve("c1")  # Rasa's own reading
+        assert fresh.current_state() == tracker.current_state()
+        assert len(fresh.events) == len(tracker.events)
+        dispose(store)
+
+    asyncio.run(scenario())
+
+
+def test_a_write_by_another_process_is_seen(store_settings):
+    async def scenario():
+        first, second = make_store(store_settings), make_store(store_settings)
+        tracker = await first.get_or_create_tracker("c2")
+        turn(tracker, "一", "A")
+        await first.save(tracker)
+        other = await second.retrieve("c2")  # the other Rasa process handles the next message
+        turn(other, "二", "B")
+        await second.save(other)
+        back = await first.retrieve("c2")  # the first process must not serve its stale copy ...
+        assert back is tracker  # ... it replays just the other process's events onto it
+        assert texts(back) == ["一", "二"] and back.get_slot("order_id") == "B"
+        rasa_now = await SQLTrackerStore(domain=DOMAIN, **store_settings).retrieve("c2")
+        assert back.current_state() == rasa_now.current_state() and len(back.events) == len(rasa_now.events)
+        turn(back, "三", "C")
+        await first.save(back)
+        seen = await second.retrieve("c2")
+        assert texts(seen) == ["一", "二", "三"]
+        # exactly one row per event, in order: nothing written twice, nothing lost
+        rasa_view = await SQLTrackerStore(domain=DOMAIN, **store_settings).retrieve("c2")
+        assert [e.as_dict()["event"] for e in rasa_view.events] == [e.as_dict()["event"] for e in seen.events]
+        dispose(first, second)
+
+    asyncio.run(scenario())
+
+
+def test_a_new_session_started_by_another_process_reloads(store_settings):
+    async def scenario():
+        first, second = make_store(store_settings), make_store(store_settings)
+        tracker = await first.get_or_create_tracker("c6")
+        turn(tracker, "旧", "A")
+        await first.save(tracker)
+        other = await second.retrieve("c6")
+        new_session(other)
+        turn(other, "新", "B")
+        await second.save(other)
+        back = await first.retrieve("c6")
+        assert back is not tracker and texts(back) == ["新"]
+        dispose(first, second)
+
+    asyncio.run(scenario())
+
+
+def test_unsaved_changes_of_a_failed_turn_are_not_served(store_settings):
+    async def scenario():
+        store = make_store(store_settings)
+        tracker = await store.get_or_create_tracker("c3")
+        turn(tracker, "保存了", "A")
+        await store.save(tracker)
+        kept = await store.retrieve("c3")
+        turn(kept, "没保存", "B")  # the turn crashed before Rasa saved it
+        again = await store.retrieve("c3")
+        assert again is not kept
+        assert texts(again) == ["保存了"] and again.get_slot("order_id") == "A"
+        dispose(store)
+
+    asyncio.run(scenario())
+
+
+def test_a_new_session_is_read_like_rasa_reads_it(store_settings):
+    async def scenario():
+        store = make_store(store_settings)
+        tracker = await store.get_or_create_tracker("c4")
+        turn(tracker, "旧会话", "A")
+        await store.save(tracker)
+        tracker = await store.retrieve("c4")
+        new_session(tracker)
+        turn(tracker, "新会话", "B")
+        await store.save(tracker)
+        latest = await store.retrieve("c4")
+        assert latest is not tracker
+        assert texts(latest) == ["新会话"]  # only the latest session, as Rasa's SQLTrackerStore returns it
+        rasa_view = await SQLTrackerStore(domain=DOMAIN, **store_settings).retrieve("c4")
+        assert len(rasa_view.events) == len(latest.events)
+        dispose(store)
+
+    asyncio.run(scenario())
+
+
+def test_the_event_broker_gets_each_new_event_once(store_settings):
+    async def scenario():
+        broker = RecordingBroker()
+        store = make_store(store_settings, broker)
+        tracker = await store.get_or_create_tracker("c5")
+        before = len(broker.published)
+        turn(tracker, "第一句", "A")
+        await store.save(tracker)
+        tracker = await store.retrieve("c5")
+        turn(tracker, "第二句", "B")
+        await store.save(tracker)
+        await store.save(tracker)  # nothing new: nothing published
+        published = broker.published[before:]
+        assert [e["event"] for e in published] == ["user", "slot", "action", "bot", "action"] * 2
+        assert {e["sender_id"] for e in published} == {"c5"}
+        assert [e["text"] for e in published if e["event"] == "user"] == ["第一句", "第二句"]
+        dispose(store)
+
+    asyncio.run(scenario())
+
+
+def test_cache_size_bounds_memory_and_zero_turns_it_off(tmp_path, monkeypatch):
+    settings = {"dialect": "sqlite", "db": str(tmp_path / "tracker.db")}
+
+    async def scenario(size: str):
+        monkeypatch.setenv("KEFU_TRACKER_CACHE_SIZE", size)
+        store = make_store(settings)
+        trackers = {}
+        for sender in ("a", "b", "c"):
+            trackers[sender] = await store.get_or_create_tracker(f"{size}-{sender}")
+            turn(trackers[sender], sender, sender)
+            await store.save(trackers[sender])
+        # most recent first: a miss reloads and keeps the tracker, evicting another
+        kept = [sender for sender in ("c", "b", "a") if await store.retrieve(f"{size}-{sender}") is trackers[sender]]
+        dispose(store)
+        return kept, len(store._kept)
+
+    assert asyncio.run(scenario("2")) == (["c", "b"], 2)  # the least recently used ("a") was evicted
+    assert asyncio.run(scenario("0")) == ([], 0)
