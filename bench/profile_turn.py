@@ -70,6 +70,8 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--gil", action="store_true",
+                        help="sample only while a thread holds the GIL (CPU in Python, not waiting on a socket)")
     parser.add_argument("--profile", choices=("single", "cluster"), default="single",
                         help="`make run` (1 Rasa process, SQLite) or the production profile (kefu.cluster)")
     args = parser.parse_args()
@@ -91,7 +93,7 @@ def main() -> int:
             raw = workdir / f"{name}.txt"
             spies.append((name, raw, subprocess.Popen(
                 py_spy_command() + ["record", "--pid", str(pid), "--format", "raw", "--rate", str(args.rate),
-                                    "--output", str(raw), "--nonblocking"],
+                                    "--output", str(raw), "--nonblocking"] + (["--gil"] if args.gil else []),
                 stdout=subprocess.DEVNULL, stderr=(workdir / f"py-spy-{name}.log").open("w"))))
         time.sleep(2)
         result = asyncio.run(run_level(url, args.concurrency, args.messages_per_sender))

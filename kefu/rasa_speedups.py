@@ -1,4 +1,4 @@
-"""Three hot spots of Rasa 3.6's message loop, removed without changing behaviour.
+"""Hot spots of Rasa 3.6's message loop, removed without changing behaviour.
 
 Found with ``bench/profile_turn.py`` (py-spy on the Rasa server under 20 concurrent senders, see
 docs/performance.md); together they were about a third of the server's CPU per message:
@@ -16,6 +16,12 @@ docs/performance.md); together they were about a third of the server's CPU per m
    loop (keep-alive connections, dropped after 2 s idle -- before the action server's 5 s timeout), which
    serialises with ``ujson`` (already installed: Sanic uses it to parse the same request on the action server
    side), falling back to ``json.dumps`` for anything ujson refuses.
+
+4. Every DIET (and any TensorFlow model) prediction binds its ~20 input arrays to the compiled function, and
+   TensorFlow asks of each one ``isinstance(value, SupportsTracingProtocol)`` -- a runtime-checkable
+   ``typing_extensions.Protocol``, whose check walks the value's class with ``inspect.getattr_static``. That
+   was about 9 % of the Rasa server's CPU (``bench/profile_turn.py --gil``). The answer depends on the value's
+   class, so TensorFlow's check now runs once per class and is remembered.
 
 The tracker store's own costs are handled in ``kefu.tracker_store``.
 
@@ -142,6 +148,35 @@ def _patch_action_client_session() -> None:
     EndpointConfig.session = session
 
 
+def _patch_tensorflow_tracing_check() -> None:
+    import types
+
+    from tensorflow.core.function.trace_type import trace_type_builder
+    from tensorflow.python.types import trace
+
+    protocol = trace.SupportsTracingProtocol
+    by_class: Dict[type, bool] = {}
+
+    class _OncePerClass(type):
+        def __instancecheck__(cls, value: Any) -> bool:
+            kind = type(value)
+            known = by_class.get(kind)
+            if known is None:
+                known = by_class[kind] = isinstance(value, protocol)  # TensorFlow's own check, once per class
+            return known
+
+    class SupportsTracingProtocol(metaclass=_OncePerClass):
+        """Stands in for ``trace.SupportsTracingProtocol`` inside ``trace_type_builder`` only."""
+
+    class _Trace(types.ModuleType):
+        def __getattr__(self, name: str) -> Any:
+            return getattr(trace, name)
+
+    proxy = _Trace(trace.__name__)
+    proxy.SupportsTracingProtocol = SupportsTracingProtocol
+    trace_type_builder.trace = proxy
+
+
 def apply() -> None:
     global _applied
     if _applied:
@@ -150,4 +185,5 @@ def apply() -> None:
     _patch_action_result_validation()
     _patch_event_type_lookup()
     _patch_action_client_session()
+    _patch_tensorflow_tracing_check()
     logger.debug("kefu.rasa_speedups applied")

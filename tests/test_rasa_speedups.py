@@ -89,3 +89,20 @@ def test_action_endpoint_keeps_its_connection_and_sends_utf8_json():
     assert answers == [{"events": [], "responses": [{"text": "收到"}]}] * 3
     assert len(set(peers)) == 1  # one kept-alive connection for three calls
     assert "查订单/退款".encode() in bodies[0]  # UTF-8, slashes unescaped; still valid JSON
+
+
+def test_tensorflow_tracing_check_answers_as_tensorflow_does():
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow.core.function.trace_type import trace_type_builder
+    from tensorflow.python.types import trace
+
+    values = [np.zeros((2, 3), dtype=np.float32), tf.constant([1.0, 2.0]), 3, "text", (1, 2), {"a": 1},
+              tf.TensorSpec([None], tf.float32), tf.Variable(1.0)]
+    for value in values:  # twice: the second answer comes from the per-class memory
+        for _ in range(2):
+            assert isinstance(value, trace_type_builder.trace.SupportsTracingProtocol) == \
+                isinstance(value, trace.SupportsTracingProtocol), type(value)
+    assert trace_type_builder.trace.TraceType is trace.TraceType  # everything else is TensorFlow's own
+    signature = tf.function(lambda x: x * 2, input_signature=[tf.TensorSpec([None], tf.float32)])
+    assert signature(np.array([1.0, 2.0], dtype=np.float32)).numpy().tolist() == [2.0, 4.0]

@@ -7,6 +7,7 @@ import asyncio
 import os
 import socket
 import uuid
+from pathlib import Path
 from typing import Dict, List
 
 import pytest
@@ -17,6 +18,7 @@ from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, 
 
 from kefu.tracker_store import ResilientSQLTrackerStore
 
+ROOT = Path(__file__).resolve().parent.parent
 DOMAIN = Domain.from_yaml("""
 version: "3.1"
 intents: [greet]
@@ -229,3 +231,27 @@ def test_cache_size_bounds_memory_and_zero_turns_it_off(tmp_path, monkeypatch):
 
     assert asyncio.run(scenario("2")) == (["c", "b"], 2)  # the least recently used ("a") was evicted
     assert asyncio.run(scenario("0")) == ([], 0)
+
+
+def test_both_profiles_really_load_this_store(tmp_path, monkeypatch):
+    """Rasa falls back to an in-memory store, with only a warning, when a custom store fails to import or
+    construct: that would silently lose every conversation on restart."""
+    import yaml
+    from rasa.core.tracker_store import TrackerStore
+    from rasa.utils.endpoints import read_endpoint_config
+
+    from kefu.cluster import Services, endpoints
+
+    monkeypatch.chdir(tmp_path)  # the embedded profile's db path is relative: var/tracker.db
+    (tmp_path / "var").mkdir()
+    embedded = read_endpoint_config(str(ROOT / "endpoints.yml"), "tracker_store")
+    store = TrackerStore.create(embedded, DOMAIN)
+    assert isinstance(store, ResilientSQLTrackerStore), type(store)
+    store.engine.dispose()
+
+    prod = endpoints(Services(), action_port=5055, tracker_db="postgres", key_prefix="x", events_queue="q")
+    (tmp_path / "endpoints-prod.yml").write_text(yaml.safe_dump(prod))
+    assert prod["action_endpoint"]["enable_selective_domain"] is True
+    store = TrackerStore.create(read_endpoint_config(str(tmp_path / "endpoints-prod.yml"), "tracker_store"), DOMAIN)
+    assert isinstance(store, ResilientSQLTrackerStore), type(store)
+    store.engine.dispose()
