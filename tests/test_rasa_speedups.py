@@ -106,3 +106,37 @@ def test_tensorflow_tracing_check_answers_as_tensorflow_does():
     assert trace_type_builder.trace.TraceType is trace.TraceType  # everything else is TensorFlow's own
     signature = tf.function(lambda x: x * 2, input_signature=[tf.TensorSpec([None], tf.float32)])
     assert signature(np.array([1.0, 2.0], dtype=np.float32)).numpy().tolist() == [2.0, 4.0]
+
+
+def test_sequential_graph_runner_gives_what_dask_gives(tmp_path):
+    """The trained model's own graphs: one NLU parse and one action prediction, run by both runners."""
+    from pathlib import Path
+
+    from rasa.engine import loader
+    from rasa.engine.runner.dask import DaskGraphRunner
+    from rasa.engine.storage.local_model_storage import LocalModelStorage
+    from rasa.shared.core.constants import ACTION_LISTEN_NAME
+    from rasa.shared.core.events import ActionExecuted, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+    from rasa.core.channels.channel import UserMessage
+
+    from kefu.rasa_speedups import _sequential_graph_runner
+
+    model = Path(__file__).resolve().parent.parent / "models" / "kefu.tar.gz"
+    outputs = []
+    for index, runner_class in enumerate((DaskGraphRunner, _sequential_graph_runner())):
+        storage = tmp_path / str(index)
+        storage.mkdir()
+        metadata, runner = loader.load_predict_graph_runner(storage, model, LocalModelStorage, runner_class)
+        message = UserMessage("帮我查一下订单202411010001到哪了", sender_id="s")
+        parsed = runner.run(inputs={"__message__": [message]}, targets=[metadata.nlu_target])
+        parse_data = parsed[metadata.nlu_target][0].as_dict(only_output_properties=True)
+        tracker = DialogueStateTracker.from_events("s", [ActionExecuted(ACTION_LISTEN_NAME),
+                                                         UserUttered(message.text, parse_data)],
+                                                   slots=metadata.domain.slots)
+        predicted = runner.run(inputs={"__tracker__": tracker}, targets=[metadata.core_target])
+        prediction = predicted[metadata.core_target]
+        outputs.append((parse_data["intent"]["name"], [e["value"] for e in parse_data["entities"]],
+                        prediction.max_confidence_index, prediction.policy_name))
+    assert outputs[0] == outputs[1]
+    assert outputs[0][0] == "track_logistics" and "202411010001" in outputs[0][1]
