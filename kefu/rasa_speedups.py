@@ -37,8 +37,11 @@ in ``endpoints.yml`` / ``config.yml``), i.e. in the Rasa server, never in the ac
 """
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Dict, List, Optional, Text, Type
+
+import ujson
 
 logger = logging.getLogger(__name__)
 _applied = False
@@ -105,10 +108,6 @@ def _patch_event_type_lookup() -> None:
 
 
 def _fast_json_dumps(value: Any) -> str:
-    import json
-
-    import ujson
-
     try:
         return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False)
     except (TypeError, OverflowError, ValueError):

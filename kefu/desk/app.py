@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from kefu import labels
+from kefu.desk.background import run_in_background
 from kefu.db import database_url, session_scope
 from kefu.desk import accounts, queue
 from kefu.desk.dashboard import add_dashboard_routes
@@ -713,18 +714,15 @@ def create_app(db_url: Optional[str] = None, rasa_url: str = DEFAULT_RASA_URL, r
                 return accounts.sync_agents(session, app[CONFIG_KEY])
         result = await asyncio.get_running_loop().run_in_executor(None, sync)
         logger.info("desk agents synced: %s", {k: len(v) for k, v in result.items()})
-        if assign_interval > 0:
-            app[ASSIGNER_KEY] = asyncio.create_task(assignment_loop(app, assign_interval))
         # load the knowledge base (jieba, index) now rather than on the first conversation an agent opens
         asyncio.get_running_loop().run_in_executor(None, _suggestions, "你好", None)
 
     async def on_cleanup(app: web.Application) -> None:
-        task = app.get(ASSIGNER_KEY)
-        if task is not None:
-            task.cancel()
         await app[RASA_KEY].close()
 
-    app.on_startup.append(on_startup)
+    app.on_startup.append(on_startup)  # agents synced before the assignment loop starts
+    run_in_background(app, ASSIGNER_KEY,
+                      lambda app: assignment_loop(app, assign_interval) if assign_interval > 0 else None)
     app.on_cleanup.append(on_cleanup)
     app.router.add_get("/", index)
     app.router.add_post("/api/login", login)

@@ -33,6 +33,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.engine import make_url
 
 from kefu import labels
+from kefu.desk.background import run_in_background
 from kefu.db import PROJECT_ROOT, session_scope
 
 logger = logging.getLogger(__name__)
@@ -332,15 +333,6 @@ def add_dashboard_routes(app: web.Application) -> None:
     app.router.add_get("/dashboard", dashboard_page)
     app.router.add_get("/api/analytics/summary", get_summary)
 
-    async def start(app: web.Application) -> None:
-        if broker_url(app.get(_desk().EVENTS_DB_KEY)) and INGEST_INTERVAL > 0:
-            app[INGEST_TASK_KEY] = asyncio.create_task(ingest_loop(app, INGEST_INTERVAL))
-
-    async def stop(app: web.Application) -> None:
-        task = app.get(INGEST_TASK_KEY)
-        if task is not None:
-            task.cancel()
-
-    app.on_startup.append(start)
-    app.on_cleanup.append(stop)
+    run_in_background(app, INGEST_TASK_KEY, lambda app: ingest_loop(app, INGEST_INTERVAL)
+                      if broker_url(app.get(_desk().EVENTS_DB_KEY)) and INGEST_INTERVAL > 0 else None)
 

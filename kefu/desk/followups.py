@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from kefu import labels
 from kefu.analytics.store import FollowUp
+from kefu.desk.background import run_in_background
 from kefu.db import session_scope
 from kefu.desk import queue
 from kefu.desk.app import DB_KEY, RASA_KEY, ApiError, Auth, _customer_id, _db, _iso, _json_body, _text_field, authed
@@ -317,14 +318,4 @@ def setup(app: web.Application, sla_interval: float = DEFAULT_SLA_INTERVAL) -> N
     app.router.add_post("/api/tickets/{ticket_no}/status", post_status)
     app.router.add_get("/api/tickets/overdue", get_overdue)
 
-    async def start(app: web.Application) -> None:
-        if sla_interval > 0:
-            app[SLA_TASK_KEY] = asyncio.create_task(sla_loop(app, sla_interval))
-
-    async def stop(app: web.Application) -> None:
-        task = app.get(SLA_TASK_KEY)
-        if task is not None:
-            task.cancel()
-
-    app.on_startup.append(start)
-    app.on_shutdown.append(stop)
+    run_in_background(app, SLA_TASK_KEY, lambda app: sla_loop(app, sla_interval) if sla_interval > 0 else None)
