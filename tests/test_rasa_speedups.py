@@ -140,3 +140,36 @@ def test_sequential_graph_runner_gives_what_dask_gives(tmp_path):
                         prediction.max_confidence_index, prediction.policy_name))
     assert outputs[0] == outputs[1]
     assert outputs[0][0] == "track_logistics" and "202411010001" in outputs[0][1]
+
+
+def test_action_server_parses_with_orjson_and_falls_back_for_what_it_refuses():
+    from types import SimpleNamespace
+
+    import orjson
+    from sanic.exceptions import InvalidUsage
+    from sanic.request import Request
+
+    from kefu import sdk_speedups
+
+    sdk_speedups.apply()
+    assert Request.load_json.__defaults__[0].__module__ == "kefu.sdk_speedups"
+    body = {"tracker": {"events": [{"event": "user", "text": "查一下订单202411010001", "confidence": 0.98}]}}
+    request = SimpleNamespace(body=orjson.dumps(body), parsed_json=None)
+    assert Request.load_json(request) == body
+    request = SimpleNamespace(body=b'{"value": NaN}', parsed_json=None)  # orjson refuses; ujson (Sanic's) accepts
+    assert str(Request.load_json(request)["value"]) == "nan"
+    for bad in (b"{bad", b"\xff\xfe"):
+        with pytest.raises(InvalidUsage):
+            Request.load_json(SimpleNamespace(body=bad, parsed_json=None))
+    assert Request.load_json(SimpleNamespace(body=b"", parsed_json=None)) is None
+
+
+def test_action_payload_serialiser_matches_json_and_handles_what_orjson_refuses():
+    import json
+
+    import numpy as np
+
+    payload = {"text": "查一下/订单", "ranking": [0.5, 0.25], "big": 2 ** 70}
+    assert json.loads(rasa_speedups._fast_json_dumps({"text": "查一下/订单", "n": np.int64(3)})) == {
+        "text": "查一下/订单", "n": 3}
+    assert json.loads(rasa_speedups._fast_json_dumps(payload))["big"] == 2 ** 70  # json.dumps fallback

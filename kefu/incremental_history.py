@@ -1,0 +1,213 @@
+"""The dialogue history of a live conversation, computed once and extended, instead of replayed per prediction.
+
+``bench/profile_turn.py`` showed Rasa 3.6 spending about a fifth of the server's CPU per message on the same
+history, recomputed from the session start for every prediction (three per message, two state histories each):
+
+1. ``DialogueStateTracker.applied_events`` walks every event of the session, and for every execution of a loop
+   action walks back again to find its previous execution -- quadratic in the session length. It runs for every
+   state history, session check and ``get_last_event_for``.
+2. ``Domain.states_for_tracker_history`` replays all applied events on a fresh tracker and builds a state at every
+   action -- for ``RulePolicy``, whose rules look at the last few states only.
+3. ``RulePolicy`` then matches every rule against every state of the session, and formats and deep-copies them
+   all for a debug message, even with debug logging off.
+
+What changes, each with the same result as Rasa's own code (``tests/test_incremental_history.py`` compares them
+on every prefix of real conversations, including form loops, reverts, restarts and new sessions):
+
+1. ``applied_events`` keeps, per tracker object, the events it has processed and its result. When the tracker's
+   event deque has only grown and no new loop name appeared (the loop names are the one input taken from the
+   whole session), it processes only the new events with Rasa's own steps; otherwise it starts over.
+2. ``states_for_tracker_history`` (the plain kind ``RulePolicy`` and ``TrackerFeaturizer`` ask for, without
+   rule-only turns) keeps the states already built and the replay tracker. A state before an action depends only
+   on the applied events before it, so the states of the unchanged prefix are reused; when the applied events only
+   grew, the kept replay tracker goes on, otherwise it replays from the start and builds only the states past the
+   common prefix. The last state (the current one) is always built fresh, so callers may change it.
+3. ``RulePolicy`` gets only the last *n* states, *n* being its longest rule: a rule is checked against as many
+   states as it has, so older states never change the answer.
+
+Only plain ``DialogueStateTracker`` objects (the ones the tracker store hands out) are cached, never the training
+trackers (``TrackerWithCachedStates`` has its own cache, and there are tens of thousands of them).
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Dict, List, Optional, Text
+
+from rasa.shared.core.domain import Domain, State
+from rasa.shared.core.events import (
+    ActionExecuted,
+    ActionReverted,
+    ActiveLoop,
+    Event,
+    Restarted,
+    SessionStarted,
+    UserUttered,
+    UserUtteranceReverted,
+)
+from rasa.shared.core.trackers import DialogueStateTracker
+
+_APPLIED = "_kefu_applied_cache"
+_STATES = "_kefu_states_cache"
+
+
+class _AppliedCache:
+    __slots__ = ("events", "seen", "loop_names", "applied")
+
+    def __init__(self, events: Any, seen: List[Event], loop_names: frozenset, applied: List[Event]) -> None:
+        self.events = events  # the tracker's deque object: replaced when Rasa rebuilds the tracker's events
+        self.seen = seen
+        self.loop_names = loop_names
+        self.applied = applied
+
+
+class _StatesCache:
+    __slots__ = ("domain", "omit_unset_slots", "applied", "states", "replay")
+
+    def __init__(self, domain: Domain, omit_unset_slots: bool, applied: List[Event], states: List[State],
+                 replay: DialogueStateTracker) -> None:
+        self.domain = domain
+        self.omit_unset_slots = omit_unset_slots
+        self.applied = applied  # the applied events replayed on `replay`
+        self.states = states  # the state before each ActionExecuted of `applied`
+        self.replay = replay
+
+
+def _loop_names(events: Any) -> frozenset:
+    return frozenset(event.name for event in events if isinstance(event, ActiveLoop) and event.name)
+
+
+def _apply(tracker: DialogueStateTracker, events: Any, loop_names: frozenset, applied: List[Event]) -> None:
+    """The body of Rasa's ``applied_events`` loop, extending `applied` in place."""
+    for event in events:
+        if isinstance(event, (Restarted, SessionStarted)):
+            applied.clear()
+        elif isinstance(event, ActionReverted):
+            tracker._undo_till_previous(ActionExecuted, applied)
+        elif isinstance(event, UserUtteranceReverted):
+            tracker._undo_till_previous(UserUttered, applied)
+            tracker._undo_till_previous(ActionExecuted, applied)
+        elif (isinstance(event, ActionExecuted) and event.action_name in loop_names
+              and not tracker._first_loop_execution_or_unhappy_path(event.action_name, applied)):
+            tracker._undo_till_previous_loop_execution(event.action_name, applied)
+        else:
+            applied.append(event)
+
+
+def _same_prefix(events: Any, seen: List[Event]) -> bool:
+    return len(events) >= len(seen) and all(a is b for a, b in zip(events, seen))
+
+
+def applied_events(tracker: DialogueStateTracker) -> List[Event]:
+    """``DialogueStateTracker.applied_events``, extended from the last call on the same tracker."""
+    events = tracker.events
+    cache: Optional[_AppliedCache] = tracker.__dict__.get(_APPLIED)
+    if cache is not None and cache.events is events and _same_prefix(events, cache.seen):
+        new = list(itertools.islice(events, len(cache.seen), None))
+        if _loop_names(new) <= cache.loop_names:
+            _apply(tracker, new, cache.loop_names, cache.applied)
+            cache.seen.extend(new)
+            return list(cache.applied)
+    seen = list(events)
+    loop_names = _loop_names(seen)
+    applied: List[Event] = []
+    _apply(tracker, seen, loop_names, applied)
+    tracker.__dict__[_APPLIED] = _AppliedCache(events, seen, loop_names, applied)
+    return list(applied)
+
+
+def _common_prefix(a: List[Event], b: List[Event]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x is not y:
+            break
+        n += 1
+    return n
+
+
+def states_for_tracker_history(domain: Domain, tracker: DialogueStateTracker,
+                               omit_unset_slots: bool = False) -> List[State]:
+    """``Domain.states_for_tracker_history`` without rule-only turns, reusing the states of the unchanged prefix."""
+    applied = tracker.applied_events()
+    cache: Optional[_StatesCache] = tracker.__dict__.get(_STATES)
+    if cache is None or cache.domain is not domain or cache.omit_unset_slots != omit_unset_slots:
+        cache = None
+    kept = _common_prefix(cache.applied, applied) if cache is not None else 0
+
+    def state_of(replay: DialogueStateTracker) -> State:
+        return domain._clean_state(domain.get_active_state(replay, omit_unset_slots=omit_unset_slots))
+
+    if cache is not None and kept == len(cache.applied):  # only grew: go on from the kept replay
+        replay, states = cache.replay, cache.states
+        for event in applied[kept:]:
+            if isinstance(event, ActionExecuted):
+                states.append(state_of(replay))
+            replay.update(event)
+    else:  # replay from the start; the states before the first `reusable` actions are unchanged
+        reusable = sum(1 for event in applied[:kept] if isinstance(event, ActionExecuted))
+        old_states = cache.states if cache is not None else []
+        replay, states = tracker.init_copy(), []
+        for event in applied:
+            if isinstance(event, ActionExecuted):
+                states.append(old_states[len(states)] if len(states) < reusable else state_of(replay))
+            replay.update(event)
+    tracker.__dict__[_STATES] = _StatesCache(domain, omit_unset_slots, applied, states, replay)
+    return states + [state_of(replay)]
+
+
+def _longest_rule(policy: Any) -> Optional[int]:
+    """The number of states of the policy's longest rule (None: no rules to bound the history by)."""
+    from rasa.core.policies.rule_policy import RULES, RULES_FOR_LOOP_UNHAPPY_PATH
+
+    lookups = [policy.lookup.get(RULES) or {}, policy.lookup.get(RULES_FOR_LOOP_UNHAPPY_PATH) or {}]
+    stamp = tuple((id(lookup), len(lookup)) for lookup in lookups)
+    known = policy.__dict__.get("_kefu_longest_rule")
+    if known is None or known[0] != stamp:
+        lengths = [len(policy._rule_key_to_state(key)) for lookup in lookups for key in lookup]
+        known = (stamp, max(lengths) if lengths else None)
+        policy.__dict__["_kefu_longest_rule"] = known
+    return known[1]
+
+
+_applied = False
+ORIGINAL: Dict[str, Any] = {}  # Rasa's own functions, kept for the equivalence tests
+
+
+def apply() -> None:
+    """Install the three changes (idempotent)."""
+    global _applied
+    if _applied:
+        return
+    _applied = True
+    from rasa.core.policies.rule_policy import RulePolicy
+
+    original_applied_events = DialogueStateTracker.applied_events
+
+    def patched_applied_events(self: DialogueStateTracker) -> List[Event]:
+        if type(self) is not DialogueStateTracker:
+            return original_applied_events(self)
+        return applied_events(self)
+
+    original_states = Domain.states_for_tracker_history
+
+    def patched_states(self: Domain, tracker: DialogueStateTracker, omit_unset_slots: bool = False,
+                       ignore_rule_only_turns: bool = False,
+                       rule_only_data: Optional[Dict[Text, Any]] = None) -> List[State]:
+        if ignore_rule_only_turns or type(tracker) is not DialogueStateTracker:
+            return original_states(self, tracker, omit_unset_slots=omit_unset_slots,
+                                   ignore_rule_only_turns=ignore_rule_only_turns, rule_only_data=rule_only_data)
+        return states_for_tracker_history(self, tracker, omit_unset_slots=omit_unset_slots)
+
+    original_prediction_states = RulePolicy._prediction_states
+
+    def rule_prediction_states(self: RulePolicy, tracker: DialogueStateTracker, domain: Domain,
+                               use_text_for_last_user_input: bool = False,
+                               rule_only_data: Optional[Dict[Text, Any]] = None) -> List[State]:
+        states = original_prediction_states(self, tracker, domain, use_text_for_last_user_input, rule_only_data)
+        longest = _longest_rule(self)
+        return states[-longest:] if longest and len(states) > longest else states
+
+    ORIGINAL.update(applied_events=original_applied_events, states_for_tracker_history=original_states,
+                    rule_prediction_states=original_prediction_states)
+    DialogueStateTracker.applied_events = patched_applied_events
+    Domain.states_for_tracker_history = patched_states
+    RulePolicy._prediction_states = rule_prediction_states
