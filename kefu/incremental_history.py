@@ -23,16 +23,28 @@ on every prefix of real conversations, including form loops, reverts, restarts a
    grew, the kept replay tracker goes on, otherwise it replays from the start and builds only the states past the
    common prefix. The last state (the current one) is always built fresh, so callers may change it.
 3. ``RulePolicy`` gets only the last *n* states, *n* being its longest rule: a rule is checked against as many
-   states as it has, so older states never change the answer.
+   states as it has, so older states never change the answer. Its rule matching (``_get_possible_keys``) parses
+   and reverses each rule's states once per model instead of once per rule, state and prediction, and stops when
+   no remaining rule is that long; the check of each state is Rasa's (``_does_rule_match_state``).
+
+4. ``DialogueStateTracker.copy`` -- which the message processor calls before every action it runs -- replays every
+   event of the session on a new tracker. The state that replay reaches is the state the tracker already holds
+   (trackers change only through ``update``), so the copy takes it over directly: the same event objects, copies
+   of the slots and of the active loop, the latest message, action and bot utterance, the follow-up action and the
+   paused flag. Trackers whose replay could differ from their state keep Rasa's copy: a bounded event history (the
+   replay would miss evicted events) and histories with a ``StoryExported`` event (its replay writes a file).
 
 Only plain ``DialogueStateTracker`` objects (the ones the tracker store hands out) are cached, never the training
 trackers (``TrackerWithCachedStates`` has its own cache, and there are tens of thousands of them).
 """
 from __future__ import annotations
 
+import copy
 import itertools
-from typing import Any, Dict, List, Optional, Text
+from collections import deque
+from typing import Any, Dict, List, Optional, Set, Text, Tuple
 
+from rasa.shared.core.constants import PREVIOUS_ACTION
 from rasa.shared.core.domain import Domain, State
 from rasa.shared.core.events import (
     ActionExecuted,
@@ -41,6 +53,7 @@ from rasa.shared.core.events import (
     Event,
     Restarted,
     SessionStarted,
+    StoryExported,
     UserUttered,
     UserUtteranceReverted,
 )
@@ -154,6 +167,57 @@ def states_for_tracker_history(domain: Domain, tracker: DialogueStateTracker,
     return states + [state_of(replay)]
 
 
+def copy_tracker(tracker: DialogueStateTracker) -> Optional[DialogueStateTracker]:
+    """What ``tracker.copy()`` returns, without the replay; None where only the replay gives it."""
+    if (type(tracker) is not DialogueStateTracker or tracker._max_event_history is not None
+            or type(tracker.slots) is not dict):  # AnySlotDict: a tracker without a domain
+        return None
+    if any(isinstance(event, StoryExported) for event in tracker.events):
+        return None
+    duplicate = tracker.init_copy()
+    duplicate.events = deque(tracker.events)
+    duplicate.slots = {name: copy.copy(slot) for name, slot in tracker.slots.items()}
+    duplicate.latest_message = tracker.latest_message
+    duplicate.latest_bot_utterance = tracker.latest_bot_utterance
+    duplicate.latest_action = dict(tracker.latest_action) if tracker.latest_action is not None else None
+    duplicate.followup_action = tracker.followup_action
+    duplicate.active_loop = copy.copy(tracker.active_loop)
+    duplicate._paused = tracker._paused
+    return duplicate
+
+
+def _rules_reversed(policy: Any, lookup: Dict[Text, Text]) -> List[Tuple[Text, List[State]]]:
+    prepared = policy.__dict__.setdefault("_kefu_rules_reversed", {})
+    stamp = (id(lookup), len(lookup))
+    if stamp not in prepared:
+        prepared[stamp] = [(key, list(reversed(policy._rule_key_to_state(key)))) for key in lookup]
+    return prepared[stamp]
+
+
+def possible_rule_keys(policy: Any, lookup: Dict[Text, Text], states: List[State]) -> Set[Text]:
+    """``RulePolicy._get_possible_keys``: the rules whose states match the end of `states` (see
+    ``RulePolicy._is_rule_applicable``, whose steps these are)."""
+    candidates = _rules_reversed(policy, lookup)
+    for turn, state in enumerate(reversed(states)):
+        if not any(turn < len(rule) for _, rule in candidates):
+            break  # every remaining rule matched all its states; older states cannot change that
+        current_previous_action = state.get(PREVIOUS_ACTION)
+        kept = []
+        for key, rule in candidates:
+            if turn >= len(rule):
+                kept.append((key, rule))
+                continue
+            rule_previous_action = rule[turn].get(PREVIOUS_ACTION)
+            if not rule_previous_action and not current_previous_action:
+                kept.append((key, rule))
+            elif not rule_previous_action or not current_previous_action:
+                continue
+            elif policy._does_rule_match_state(rule[turn], state):
+                kept.append((key, rule))
+        candidates = kept
+    return {key for key, _ in candidates}
+
+
 def _longest_rule(policy: Any) -> Optional[int]:
     """The number of states of the policy's longest rule (None: no rules to bound the history by)."""
     from rasa.core.policies.rule_policy import RULES, RULES_FOR_LOOP_UNHAPPY_PATH
@@ -173,7 +237,7 @@ ORIGINAL: Dict[str, Any] = {}  # Rasa's own functions, kept for the equivalence 
 
 
 def apply() -> None:
-    """Install the three changes (idempotent)."""
+    """Install the four changes (idempotent)."""
     global _applied
     if _applied:
         return
@@ -208,6 +272,16 @@ def apply() -> None:
 
     ORIGINAL.update(applied_events=original_applied_events, states_for_tracker_history=original_states,
                     rule_prediction_states=original_prediction_states)
+    original_copy = DialogueStateTracker.copy
+
+    def patched_copy(self: DialogueStateTracker) -> DialogueStateTracker:
+        duplicate = copy_tracker(self)
+        return duplicate if duplicate is not None else original_copy(self)
+
+    ORIGINAL["copy"] = original_copy
+    DialogueStateTracker.copy = patched_copy
+    ORIGINAL["get_possible_keys"] = RulePolicy._get_possible_keys
+    RulePolicy._get_possible_keys = possible_rule_keys
     DialogueStateTracker.applied_events = patched_applied_events
     Domain.states_for_tracker_history = patched_states
     RulePolicy._prediction_states = rule_prediction_states

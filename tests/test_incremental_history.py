@@ -12,6 +12,11 @@ from rasa.shared.core.events import (
     ActionExecutionRejected,
     ActionReverted,
     ActiveLoop,
+    AllSlotsReset,
+    BotUttered,
+    ConversationPaused,
+    ConversationResumed,
+    FollowupAction,
     DefinePrevUserUtteredFeaturization,
     LoopInterrupted,
     Restarted,
@@ -103,6 +108,9 @@ def random_events(rng: random.Random, domain: Domain, count: int):
             yield UserUtteranceReverted()
         elif kind < 0.94:
             yield ActionReverted()
+        elif kind < 0.95:
+            yield rng.choice([BotUttered("好的"), FollowupAction("utter_greet"), ConversationPaused(),
+                              ConversationResumed(), AllSlotsReset()])
         elif kind < 0.97:
             yield SessionStarted()
         else:
@@ -172,7 +180,7 @@ def test_rule_policy_sees_only_its_longest_rule_and_predicts_the_same(domain, mo
         steps += YAMLStoryReader(model_domain).read_from_file(str(path))
     stories = TrainingDataGenerator(StoryGraph(steps), model_domain, augmentation_factor=0,
                                     remove_duplicates=False).generate_story_trackers()
-    compared = longer = 0
+    compared = longer = matched = 0
     for story in stories:
         tracker = DialogueStateTracker("live", model_domain.slots)
         for event in story.events:
@@ -180,6 +188,13 @@ def test_rule_policy_sees_only_its_longest_rule_and_predicts_the_same(domain, mo
                 prediction = policy.predict_action_probabilities(tracker, model_domain)
                 states = policy._prediction_states(tracker, model_domain)
                 assert len(states) <= longest
+                full = ORIGINAL["rule_prediction_states"](policy, tracker, model_domain)
+                for lookup in policy.lookup.values():
+                    if isinstance(lookup, dict):
+                        expected_keys = ORIGINAL["get_possible_keys"](policy, lookup, full)
+                        assert policy._get_possible_keys(lookup, states) == expected_keys
+                        assert policy._get_possible_keys(lookup, full) == expected_keys
+                        matched += bool(expected_keys)
                 with monkeypatch.context() as patch:
                     patch.setattr(RulePolicy, "_prediction_states", ORIGINAL["rule_prediction_states"])
                     expected = policy.predict_action_probabilities(tracker, model_domain)
@@ -190,4 +205,77 @@ def test_rule_policy_sees_only_its_longest_rule_and_predicts_the_same(domain, mo
                     expected.is_end_to_end_prediction)
                 compared += 1
             tracker.update(event)
-    assert compared > 100 and longer > 20  # histories longer than the longest rule were cut and compared
+    assert compared > 100 and longer > 20 and matched > 100  # histories longer than the longest rule were cut and compared
+
+
+def tracker_state(tracker: DialogueStateTracker) -> dict:
+    state = {key: value for key, value in vars(tracker).items() if not key.startswith("_kefu")}
+    state["events"] = list(tracker.events)
+    state["slots"] = {name: (type(slot), slot.value, slot.has_been_set) for name, slot in tracker.slots.items()}
+    state["active_loop"] = vars(tracker.active_loop) if tracker.active_loop else None
+    return state
+
+
+def assert_same_copy(tracker: DialogueStateTracker) -> None:
+    duplicate = tracker.copy()
+    assert tracker_state(duplicate) == tracker_state(ORIGINAL["copy"](tracker))
+    # a real copy: changing it leaves the original alone
+    before = tracker_state(tracker)
+    if tracker.active_loop:
+        duplicate.active_loop.is_interrupted = not tracker.active_loop.is_interrupted
+    duplicate.update(SlotSet("order_id", "209901010001"))
+    duplicate.update(ActiveLoop(None))
+    duplicate.update(ActionExecuted("utter_greet"))
+    assert tracker_state(tracker) == before
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_copy_takes_over_the_state_that_replaying_reaches(domain, seed):
+    rng = random.Random(100 + seed)
+    tracker = DialogueStateTracker("live", domain.slots)
+    tracker.model_id, tracker.assistant_id, tracker.sender_source = "m1", "kefu-zh", "rest"
+    for event in random_events(rng, domain, 80):
+        tracker.update(event)
+        assert_same_copy(tracker)
+
+
+def test_copy_falls_back_to_replaying_where_only_that_is_right(domain):
+    from rasa.shared.core.events import StoryExported
+
+    bounded = DialogueStateTracker("b", domain.slots, max_event_history=3)
+    for event in [SlotSet("order_id", "202411010001"), ActionExecuted(ACTION_LISTEN_NAME),
+                  UserUttered("x", {"name": "deny"}), ActionExecuted("utter_greet")]:
+        bounded.update(event)
+    assert bounded.get_slot("order_id") == "202411010001"
+    assert bounded.copy().get_slot("order_id") is None  # Rasa's replay: the slot event was evicted
+    assert incremental_history.copy_tracker(bounded) is None
+    exported = DialogueStateTracker("e", domain.slots)
+    exported.events.append(StoryExported("/dev/null"))
+    assert incremental_history.copy_tracker(exported) is None
+    assert incremental_history.copy_tracker(DialogueStateTracker("n", None)) is None
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_rule_matching_matches_rasas_on_random_rules_including_conversation_starts(seed):
+    import json
+
+    from rasa.core.policies.rule_policy import RulePolicy
+
+    rng = random.Random(seed)
+    policy = RulePolicy.__new__(RulePolicy)
+
+    def random_state(start: bool) -> dict:
+        state = {} if start else {"prev_action": {"action_name": rng.choice(["action_listen", "utter_a", "f"])}}
+        if rng.random() < 0.7:
+            state["user"] = {"intent": rng.choice(["greet", "deny", "inform"])}
+        if rng.random() < 0.4:
+            state["active_loop"] = {"name": rng.choice(["f", "should_not_be_set"])}
+        return state
+
+    def random_states(n: int) -> list:
+        return [random_state(i == 0 and rng.random() < 0.5) for i in range(n)]
+
+    lookup = {json.dumps(random_states(rng.randint(1, 4))): "utter_a" for _ in range(60)}
+    for _ in range(300):
+        states = random_states(rng.randint(0, 7))
+        assert policy._get_possible_keys(lookup, states) == ORIGINAL["get_possible_keys"](policy, lookup, states)
