@@ -173,3 +173,49 @@ def test_action_payload_serialiser_matches_json_and_handles_what_orjson_refuses(
     assert json.loads(rasa_speedups._fast_json_dumps({"text": "查一下/订单", "n": np.int64(3)})) == {
         "text": "查一下/订单", "n": 3}
     assert json.loads(rasa_speedups._fast_json_dumps(payload))["big"] == 2 ** 70  # json.dumps fallback
+
+
+def test_diet_called_through_its_concrete_function_predicts_what_tensorflow_call_predicts(tmp_path, monkeypatch):
+    """The trained model's NLU graph on the NLU test split, with the direct call and with TensorFlow's own call."""
+    import re
+    from pathlib import Path
+
+    import yaml
+    from rasa.core.channels.channel import UserMessage
+    from rasa.engine import loader
+    from rasa.engine.runner.dask import DaskGraphRunner
+    from rasa.engine.storage.local_model_storage import LocalModelStorage
+    from rasa.utils.tensorflow.models import RasaModel
+
+    root = Path(__file__).resolve().parent.parent
+    rasa_speedups.apply()
+    metadata, runner = loader.load_predict_graph_runner(tmp_path, root / "models" / "kefu.tar.gz",
+                                                        LocalModelStorage, DaskGraphRunner)
+    examples = yaml.safe_load((root / "tests" / "nlu_test" / "test_split.yml").read_text())["nlu"]
+    texts = [re.sub(r"\[([^\]]+)\](\([^)]*\)|\{[^}]*\})", r"\1", line[2:].strip())
+             for block in examples for line in block.get("examples", "").splitlines() if line.startswith("- ")][::5][:60]
+    assert len(texts) >= 40
+
+    def parse(text):
+        result = runner.run(inputs={"__message__": [UserMessage(text, sender_id="s")]}, targets=[metadata.nlu_target])
+        data = result[metadata.nlu_target][0].as_dict(only_output_properties=True)
+        return data["intent"], data["intent_ranking"], [(e["entity"], e["value"]) for e in data["entities"]]
+
+    parse(texts[0])  # the first call traces the function (TensorFlow's path either way)
+    direct = [parse(text) for text in texts]
+    diet = [node._component.model for node in runner._instantiated_nodes.values()
+            if type(node._component).__name__ == "DIETClassifier"]
+    assert diet and "_kefu_concrete" in vars(diet[0])  # the direct call was taken
+    calls = []
+    with monkeypatch.context() as patch:
+        def counted(self, batch_in):
+            calls.append(1)
+            return rasa_speedups.ORIGINAL["_rasa_predict"](self, batch_in)
+
+        patch.setattr(RasaModel, "_rasa_predict", counted)
+        through_tensorflow = [parse(text) for text in texts]
+    assert len(calls) >= len(texts)
+    for mine, theirs in zip(direct, through_tensorflow):
+        assert mine[0]["name"] == theirs[0]["name"] and mine[2] == theirs[2]
+        assert [r["name"] for r in mine[1]] == [r["name"] for r in theirs[1]]
+        assert [r["confidence"] for r in mine[1]] == pytest.approx([r["confidence"] for r in theirs[1]], abs=1e-6)
