@@ -44,7 +44,8 @@ import itertools
 from collections import deque
 from typing import Any, Dict, List, Optional, Set, Text, Tuple
 
-from rasa.shared.core.constants import PREVIOUS_ACTION
+from rasa.shared.constants import DEFAULT_SENDER_ID
+from rasa.shared.core.constants import PREVIOUS_ACTION, SHOULD_NOT_BE_SET
 from rasa.shared.core.domain import Domain, State
 from rasa.shared.core.events import (
     ActionExecuted,
@@ -54,10 +55,11 @@ from rasa.shared.core.events import (
     Restarted,
     SessionStarted,
     StoryExported,
-    UserUttered,
     UserUtteranceReverted,
+    UserUttered,
 )
 from rasa.shared.core.trackers import DialogueStateTracker
+from rasa.shared.nlu.constants import ACTION_NAME
 
 _APPLIED = "_kefu_applied_cache"
 _STATES = "_kefu_states_cache"
@@ -174,7 +176,9 @@ def copy_tracker(tracker: DialogueStateTracker) -> Optional[DialogueStateTracker
         return None
     if any(isinstance(event, StoryExported) for event in tracker.events):
         return None
-    duplicate = tracker.init_copy()
+    # init_copy() without its slots (they would be copied, reset, then replaced)
+    duplicate = DialogueStateTracker(tracker.sender_id or DEFAULT_SENDER_ID, None,
+                                     is_rule_tracker=tracker.is_rule_tracker)
     duplicate.events = deque(tracker.events)
     duplicate.slots = {name: copy.copy(slot) for name, slot in tracker.slots.items()}
     duplicate.latest_message = tracker.latest_message
@@ -186,18 +190,47 @@ def copy_tracker(tracker: DialogueStateTracker) -> Optional[DialogueStateTracker
     return duplicate
 
 
-def _rules_reversed(policy: Any, lookup: Dict[Text, Text]) -> List[Tuple[Text, List[State]]]:
-    prepared = policy.__dict__.setdefault("_kefu_rules_reversed", {})
+class _PreparedRules:
+    """A lookup's rules, each as its states newest first, and grouped by the previous action their newest state
+    requires (a rule naming another previous action cannot match; ``None`` holds the rules that name none)."""
+
+    def __init__(self, policy: Any, lookup: Dict[Text, Text]) -> None:
+        self.rules = [(key, list(reversed(policy._rule_key_to_state(key)))) for key in lookup]
+        self.by_previous_action: Dict[Optional[Text], List[Tuple[Text, List[State]]]] = {}
+        for key, rule in self.rules:
+            required = _required_action_name(rule[0]) if rule else None
+            self.by_previous_action.setdefault(required, []).append((key, rule))
+
+    def candidates(self, newest: State) -> List[Tuple[Text, List[State]]]:
+        name = _required_action_name(newest, of_conversation=True)
+        unconstrained = self.by_previous_action.get(None, [])
+        return unconstrained + self.by_previous_action.get(name, []) if name is not None else unconstrained
+
+
+def _required_action_name(state: State, of_conversation: bool = False) -> Optional[Text]:
+    """The previous action's name a rule state requires (None: it requires none, or a condition on it that
+    the generic check handles); for a conversation state, the name it has."""
+    name = (state.get(PREVIOUS_ACTION) or {}).get(ACTION_NAME)
+    if not isinstance(name, str) or not name or (not of_conversation and name == SHOULD_NOT_BE_SET):
+        return None
+    return name
+
+
+def _prepared_rules(policy: Any, lookup: Dict[Text, Text]) -> _PreparedRules:
+    prepared = policy.__dict__.setdefault("_kefu_prepared_rules", {})
     stamp = (id(lookup), len(lookup))
     if stamp not in prepared:
-        prepared[stamp] = [(key, list(reversed(policy._rule_key_to_state(key)))) for key in lookup]
+        prepared[stamp] = _PreparedRules(policy, lookup)
     return prepared[stamp]
 
 
 def possible_rule_keys(policy: Any, lookup: Dict[Text, Text], states: List[State]) -> Set[Text]:
     """``RulePolicy._get_possible_keys``: the rules whose states match the end of `states` (see
     ``RulePolicy._is_rule_applicable``, whose steps these are)."""
-    candidates = _rules_reversed(policy, lookup)
+    prepared = _prepared_rules(policy, lookup)
+    if not states:
+        return {key for key, _ in prepared.rules}
+    candidates = prepared.candidates(states[-1])
     for turn, state in enumerate(reversed(states)):
         if not any(turn < len(rule) for _, rule in candidates):
             break  # every remaining rule matched all its states; older states cannot change that

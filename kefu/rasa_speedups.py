@@ -18,6 +18,9 @@ docs/performance.md); together they were about a third of the server's CPU per m
    ``json.dumps`` for anything orjson refuses. The action server parses it with orjson too
    (``kefu.sdk_speedups``).
 
+   The RabbitMQ event broker serialises each event with orjson too (about 3 % of a production-profile process
+   went to ``json.dumps`` of the published events).
+
 4. Every DIET (and any TensorFlow model) prediction binds its ~20 input arrays to the compiled function, and
    TensorFlow asks of each one ``isinstance(value, SupportsTracingProtocol)`` -- a runtime-checkable
    ``typing_extensions.Protocol``, whose check walks the value's class with ``inspect.getattr_static``. That
@@ -191,6 +194,18 @@ def _patch_action_client_session() -> None:
     EndpointConfig.session = session
 
 
+def _patch_event_broker_serialiser() -> None:
+    import aio_pika
+    from rasa.core.brokers.pika import PikaEventBroker
+
+    def _message(self: PikaEventBroker, event: Dict[Text, Any], headers: Optional[Dict[Text, Text]]) -> Any:
+        return aio_pika.Message(_json_bytes(event), headers=headers, app_id=self.rasa_environment,
+                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+
+    ORIGINAL["PikaEventBroker._message"] = PikaEventBroker._message
+    PikaEventBroker._message = _message
+
+
 def _patch_tensorflow_tracing_check() -> None:
     import types
 
@@ -335,6 +350,7 @@ def apply() -> None:
     _patch_action_result_validation()
     _patch_event_type_lookup()
     _patch_action_client_session()
+    _patch_event_broker_serialiser()
     _patch_tensorflow_tracing_check()
     _patch_tensorflow_predict_call()
     _patch_prediction_graph_runner()

@@ -265,7 +265,9 @@ def test_rule_matching_matches_rasas_on_random_rules_including_conversation_star
     policy = RulePolicy.__new__(RulePolicy)
 
     def random_state(start: bool) -> dict:
-        state = {} if start else {"prev_action": {"action_name": rng.choice(["action_listen", "utter_a", "f"])}}
+        state = {} if start else {"prev_action": rng.choice(
+            [{"action_name": name} for name in ("action_listen", "utter_a", "f", "should_not_be_set")]
+            + [{"action_text": "hi"}])}
         if rng.random() < 0.7:
             state["user"] = {"intent": rng.choice(["greet", "deny", "inform"])}
         if rng.random() < 0.4:
@@ -275,7 +277,7 @@ def test_rule_matching_matches_rasas_on_random_rules_including_conversation_star
     def random_states(n: int) -> list:
         return [random_state(i == 0 and rng.random() < 0.5) for i in range(n)]
 
-    lookup = {json.dumps(random_states(rng.randint(1, 4))): "utter_a" for _ in range(60)}
+    lookup = {json.dumps(random_states(rng.randint(0, 4))): "utter_a" for _ in range(60)}
     for _ in range(300):
         states = random_states(rng.randint(0, 7))
         assert policy._get_possible_keys(lookup, states) == ORIGINAL["get_possible_keys"](policy, lookup, states)

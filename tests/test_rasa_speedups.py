@@ -219,3 +219,19 @@ def test_diet_called_through_its_concrete_function_predicts_what_tensorflow_call
         assert mine[0]["name"] == theirs[0]["name"] and mine[2] == theirs[2]
         assert [r["name"] for r in mine[1]] == [r["name"] for r in theirs[1]]
         assert [r["confidence"] for r in mine[1]] == pytest.approx([r["confidence"] for r in theirs[1]], abs=1e-6)
+
+
+def test_event_broker_messages_carry_the_same_event_and_headers():
+    import json
+
+    from rasa.core.brokers.pika import PikaEventBroker
+    from rasa.shared.core.events import UserUttered
+
+    rasa_speedups.apply()
+    broker = PikaEventBroker.__new__(PikaEventBroker)
+    event = dict(UserUttered("查一下订单202411010001", {"name": "query_order", "confidence": 0.98}).as_dict(),
+                 sender_id="s1")
+    mine = broker._message(event, {"rasa-message-key": "s1"})
+    theirs = rasa_speedups.ORIGINAL["PikaEventBroker._message"](broker, event, {"rasa-message-key": "s1"})
+    assert json.loads(mine.body) == json.loads(theirs.body) == json.loads(json.dumps(event))
+    assert (mine.headers, mine.app_id, mine.delivery_mode) == (theirs.headers, theirs.app_id, theirs.delivery_mode)
