@@ -242,8 +242,9 @@ def _patch_tensorflow_predict_call() -> None:
 
     RasaModel = models.RasaModel
     original = RasaModel._rasa_predict
+    tf_utils = models.tf_utils
 
-    def concrete_call(self: Any) -> Optional[tuple]:
+    def concrete_call(self: Any) -> tuple:
         step = self._tf_predict_step
         kept = self.__dict__.get("_kefu_concrete")
         if kept is None or kept[0] is not step:
@@ -267,7 +268,6 @@ def _patch_tensorflow_predict_call() -> None:
             outputs[DIAGNOSTIC_DATA] = self._empty_lists_to_none_in_dict(outputs[DIAGNOSTIC_DATA])
         return outputs
 
-    tf_utils = models.tf_utils
     ORIGINAL["_rasa_predict"] = original
     RasaModel._rasa_predict = _rasa_predict
 

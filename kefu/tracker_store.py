@@ -56,9 +56,9 @@ from rasa.shared.nlu.constants import INTENT_NAME_KEY
 from rasa.shared.core.events import Event, SessionStarted, deserialise_events
 from rasa.shared.core.trackers import DialogueStateTracker
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.pool import QueuePool
 
 from kefu import rasa_speedups
+from kefu.db import make_engine
 
 rasa_speedups.apply()
 logger = logging.getLogger(__name__)
@@ -83,22 +83,13 @@ class _Kept:
     stamp: Stamp
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
 class ResilientSQLTrackerStore(SQLTrackerStore):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         url = self.engine.url
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             self.engine.dispose()
-            self.engine = sa.create_engine(url, poolclass=QueuePool, pool_size=5, max_overflow=10,
-                                           connect_args={"check_same_thread": False, "timeout": 30})
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            self.engine = make_engine(url.render_as_string(hide_password=False))  # the project's pooled SQLite engine
             self.sessionmaker = sa.orm.session.sessionmaker(bind=self.engine)
         # No pre-ping: a connection the database dropped (restart) fails the statement, and _with_retries then
         # disposes the pool and runs the whole read or write again -- one round trip less per session.

@@ -87,6 +87,14 @@ def turn(tracker, text: str, order_id: str) -> None:
     tracker.update(ActionExecuted("action_listen"))
 
 
+async def saved_turn(store, sender: str, text: str, order_id: str):
+    """A new conversation with one turn, saved: the tracker object the store keeps."""
+    tracker = await store.get_or_create_tracker(sender)
+    turn(tracker, text, order_id)
+    await store.save(tracker)
+    return tracker
+
+
 def new_session(tracker) -> None:
     """What Rasa appends when a session expires."""
     for event in (ActionExecuted("action_session_start"), SessionStarted(), ActionExecuted("action_listen")):
@@ -100,9 +108,7 @@ def texts(tracker) -> List[str]:
 def test_a_saved_tracker_is_served_from_memory_and_equals_what_rasa_reads(store_settings):
     async def scenario():
         store = make_store(store_settings)
-        tracker = await store.get_or_create_tracker("c1")
-        turn(tracker, "你好", "202411010001")
-        await store.save(tracker)
+        tracker = await saved_turn(store, "c1", "你好", "202411010001")
         again = await store.retrieve("c1")
         assert again is tracker  # kept: no reload, no replay
         fresh = await SQLTrackerStore(domain=DOMAIN, **store_settings).retrieve("c1")  # Rasa's own reading
@@ -116,9 +122,7 @@ def test_a_saved_tracker_is_served_from_memory_and_equals_what_rasa_reads(store_
 def test_a_write_by_another_process_is_seen(store_settings):
     async def scenario():
         first, second = make_store(store_settings), make_store(store_settings)
-        tracker = await first.get_or_create_tracker("c2")
-        turn(tracker, "一", "A")
-        await first.save(tracker)
+        tracker = await saved_turn(first, "c2", "一", "A")
         other = await second.retrieve("c2")  # the other Rasa process handles the next message
         turn(other, "二", "B")
         await second.save(other)
@@ -142,9 +146,7 @@ def test_a_write_by_another_process_is_seen(store_settings):
 def test_a_new_session_started_by_another_process_reloads(store_settings):
     async def scenario():
         first, second = make_store(store_settings), make_store(store_settings)
-        tracker = await first.get_or_create_tracker("c6")
-        turn(tracker, "旧", "A")
-        await first.save(tracker)
+        tracker = await saved_turn(first, "c6", "旧", "A")
         other = await second.retrieve("c6")
         new_session(other)
         turn(other, "新", "B")
@@ -159,9 +161,7 @@ def test_a_new_session_started_by_another_process_reloads(store_settings):
 def test_unsaved_changes_of_a_failed_turn_are_not_served(store_settings):
     async def scenario():
         store = make_store(store_settings)
-        tracker = await store.get_or_create_tracker("c3")
-        turn(tracker, "保存了", "A")
-        await store.save(tracker)
+        await saved_turn(store, "c3", "保存了", "A")
         kept = await store.retrieve("c3")
         turn(kept, "没保存", "B")  # the turn crashed before Rasa saved it
         again = await store.retrieve("c3")
@@ -175,9 +175,7 @@ def test_unsaved_changes_of_a_failed_turn_are_not_served(store_settings):
 def test_a_new_session_is_read_like_rasa_reads_it(store_settings):
     async def scenario():
         store = make_store(store_settings)
-        tracker = await store.get_or_create_tracker("c4")
-        turn(tracker, "旧会话", "A")
-        await store.save(tracker)
+        tracker = await saved_turn(store, "c4", "旧会话", "A")
         tracker = await store.retrieve("c4")
         new_session(tracker)
         turn(tracker, "新会话", "B")
@@ -221,9 +219,7 @@ def test_cache_size_bounds_memory_and_zero_turns_it_off(tmp_path, monkeypatch):
         store = make_store(settings)
         trackers = {}
         for sender in ("a", "b", "c"):
-            trackers[sender] = await store.get_or_create_tracker(f"{size}-{sender}")
-            turn(trackers[sender], sender, sender)
-            await store.save(trackers[sender])
+            trackers[sender] = await saved_turn(store, f"{size}-{sender}", sender, sender)
         # most recent first: a miss reloads and keeps the tracker, evicting another
         kept = [sender for sender in ("c", "b", "a") if await store.retrieve(f"{size}-{sender}") is trackers[sender]]
         dispose(store)
