@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.forms import REQUESTED_SLOT
 from sqlalchemy.orm import Session
 
 from kefu.db import session_scope
@@ -24,6 +25,15 @@ install_log_masking()
 
 MAX_VERIFY_FAILURES = 3
 SHOP_TZ = ZoneInfo(os.environ.get("KEFU_TIMEZONE", "Asia/Shanghai"))
+
+
+def drop_unchanged_slots(events: List[Dict[str, Any]], before: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """`events` without the slot events that repeat a value the tracker already holds (rasa-sdk's form validation
+    returns every validated slot, changed or not): each would only be a redundant tracker event.
+    `requested_slot` is always kept: Rasa's form reads it to decide whether it is done."""
+    return [event for event in events
+            if not (event.get("event") == "slot" and event.get("name") != REQUESTED_SLOT
+                    and event.get("name") in before and before[event.get("name")] == event.get("value"))]
 
 
 def channel_of(tracker: Tracker) -> str:

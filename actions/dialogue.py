@@ -9,7 +9,7 @@ from rasa_sdk import Tracker
 from rasa_sdk.events import SlotSet
 
 from actions import aftersales, invoices, logistics, orders, tickets
-from actions.common import KefuAction, proven_order
+from actions.common import KefuAction, drop_unchanged_slots, proven_order
 from actions.handoff import hand_over
 from actions.knowledge import answer_from_kb
 from kefu import labels
@@ -51,9 +51,8 @@ class ActionRunTask(KefuAction):
             # the form stopped asking after too many failed attempts
             return hand_over(dispatcher, tracker, session, "verification_failed")
         # set only what changes: a repeated slot event costs every later turn (tracker size, replay, payload)
-        events = [SlotSet(name, value) for name, value in (("customer_id", str(order.customer_id)),
-                                                            ("verify_failures", 0))
-                  if tracker.get_slot(name) != value]
+        events = drop_unchanged_slots([SlotSet("customer_id", str(order.customer_id)), SlotSet("verify_failures", 0)],
+                                      tracker.slots)
         handler = TASKS.get(tracker.get_slot("task") or "query_order", orders.show_order)
         return events + handler(dispatcher, tracker, session, order)
 

@@ -8,9 +8,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
-from rasa_sdk.forms import REQUESTED_SLOT, FormValidationAction
+from rasa_sdk.forms import FormValidationAction
 
-from actions.common import MAX_VERIFY_FAILURES, channel_of, customer_id_of
+from actions.common import MAX_VERIFY_FAILURES, channel_of, customer_id_of, drop_unchanged_slots
 from kefu import id_formats
 from kefu.db import session_scope
 from kefu.privacy import mask_phone
@@ -28,14 +28,6 @@ def _failures(tracker: Tracker) -> int:
 _REQUIRED_MEMO: contextvars.ContextVar[Optional[Dict[Tuple[str, ...], List[str]]]] = contextvars.ContextVar(
     "kefu_required_slots_memo", default=None)
 _REQUIRED_DEPENDS_ON = ("order_id", "customer_id", "task", "verify_failures")
-
-
-def drop_unchanged_slots(events: List[Dict[str, Any]], before: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """rasa-sdk returns every validated slot, changed or not; an unchanged one is only a redundant tracker event.
-    `requested_slot` is always kept: Rasa's form reads it to decide whether it is done."""
-    return [event for event in events
-            if not (event.get("event") == "slot" and event.get("name") != REQUESTED_SLOT
-                    and event.get("name") in before and before[event.get("name")] == event.get("value"))]
 
 
 class ValidateOrderForm(FormValidationAction):
