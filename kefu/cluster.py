@@ -103,7 +103,6 @@ class Services:
         finally:
             conn.close()
 
-
     def delete_queue(self, name: str) -> None:
         """Remove a RabbitMQ queue: the events of a cluster nobody consumes would otherwise pile up on disk."""
         import asyncio
