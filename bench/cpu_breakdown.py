@@ -24,10 +24,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 sys.path.insert(0, str(PROJECT_ROOT / "bench"))
 
-from rest_latency import run_level, seeded_sqlite, warm_up  # noqa: E402
-
-from kefu.cluster import Cluster  # noqa: E402
-from kefu.stack import RasaStack  # noqa: E402
+from rest_latency import run_level, serving, warm_up  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -68,22 +65,11 @@ def main() -> int:
     parser.add_argument("--messages-per-sender", type=int, default=20)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kefu-cpu-") as tmp:
-        workdir = Path(tmp)
-        if args.profile == "cluster":
-            server = Cluster(workdir / "cluster", name="kefucpu", fresh=True).start()
-            url = f"{server.url}/webhooks/rest/webhook"
-        else:
-            server = RasaStack(workdir, seeded_sqlite(workdir / "kefu.db")).start()
-            url = server.webhook
-        try:
+        with serving(args.profile, Path(tmp), "kefucpu") as url:
             asyncio.run(warm_up(url, 2, 3, show=False))
             before, started = cpu_snapshot(), time.monotonic()
             result = asyncio.run(run_level(url, args.concurrency, args.messages_per_sender))
             after, wall = cpu_snapshot(), time.monotonic() - started
-        finally:
-            server.stop()
-            if args.profile == "cluster":
-                server.drop()
     groups: Dict[str, float] = collections.Counter()
     for pid, (group, seconds) in after.items():
         groups[group] += seconds - before.get(pid, (group, 0.0))[1]

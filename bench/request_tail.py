@@ -29,10 +29,9 @@ sys.path.insert(0, str(PROJECT_ROOT / "bench"))
 
 import aiohttp  # noqa: E402
 
-from rest_latency import conversation, post, seeded_sqlite, warm_up  # noqa: E402
+from rest_latency import conversation, post, serving, warm_up  # noqa: E402
 
 from kefu import cluster  # noqa: E402
-from kefu.stack import RasaStack  # noqa: E402
 
 Request = Tuple[float, float, int, int, str]  # latency ms, start s, sender, turn, error
 
@@ -75,23 +74,10 @@ def main() -> int:
     if args.round_robin:
         least_conn_conf = cluster.nginx_conf
         cluster.nginx_conf = lambda *a, **k: least_conn_conf(*a, **k).replace("    least_conn;\n", "")
-    with tempfile.TemporaryDirectory(prefix="kefu-tail-") as tmp:
-        workdir = Path(tmp)
-        if args.profile == "cluster":
-            server = cluster.Cluster(workdir / "cluster", name="kefutail", fresh=True).start()
-            url = f"{server.url}/webhooks/rest/webhook"
-        else:
-            server = RasaStack(workdir, seeded_sqlite(workdir / "kefu.db")).start()
-            url = server.webhook
-        try:
-            asyncio.run(warm_up(url, 3, 3, show=False))
-            for number in range(1, args.loads + 1):
-                report(number, *asyncio.run(timed_load(url, args.concurrency, args.messages_per_sender)),
-                       args.slow_ms)
-        finally:
-            server.stop()
-            if args.profile == "cluster":
-                server.drop()
+    with tempfile.TemporaryDirectory(prefix="kefu-tail-") as tmp, serving(args.profile, Path(tmp), "kefutail") as url:
+        asyncio.run(warm_up(url, 3, 3, show=False))
+        for number in range(1, args.loads + 1):
+            report(number, *asyncio.run(timed_load(url, args.concurrency, args.messages_per_sender)), args.slow_ms)
     return 0
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -35,7 +36,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -63,6 +64,26 @@ def conversation(n: int) -> List[Tuple[str, bool]]:
     while len(turns) < n:
         turns.append((QUERY, True))
     return turns[:n]
+
+
+@contextlib.contextmanager
+def serving(profile: str, workdir: Path, name: str) -> Iterator[str]:
+    """The REST webhook URL of a freshly started `make run-prod` ("cluster", kefu.cluster, databases and event
+    queue named after `name`, dropped afterwards) or `make run` ("single") profile, stopped on exit."""
+    if profile == "cluster":
+        from kefu.cluster import Cluster
+
+        server = Cluster(workdir / "cluster", name=name, fresh=True).start()
+        url = f"{server.url}/webhooks/rest/webhook"
+    else:
+        server = RasaStack(workdir, seeded_sqlite(workdir / "kefu.db")).start()
+        url = server.webhook
+    try:
+        yield url
+    finally:
+        server.stop()
+        if profile == "cluster":
+            server.drop()
 
 
 def seeded_sqlite(path: Path) -> str:
