@@ -18,6 +18,10 @@ docs/performance.md); together they were about a third of the server's CPU per m
    ``json.dumps`` for anything orjson refuses. The action server parses it with orjson too
    (``kefu.sdk_speedups``).
 
+   Each event of that payload is serialised once: ``RemoteAction._action_call_format`` builds Rasa's payload with
+   the events as one pre-serialised part, and an event that lies before the latest user message keeps its JSON
+   (two action calls per message re-sent the whole session, about 11 % of the server's CPU).
+
    The RabbitMQ event broker serialises each event with orjson too (about 3 % of a production-profile process
    went to ``json.dumps`` of the published events).
 
@@ -42,6 +46,8 @@ docs/performance.md); together they were about a third of the server's CPU per m
 
 7. The garbage collector's full collections walked the whole loaded model (about 0.25 s each, stalling the event
    loop): ``kefu.heap`` freezes the long-lived objects after the model is loaded and after the first message.
+   Before that, a few texts are parsed (``warm_up_nlu``), so TensorFlow traces DIET's prediction before the server
+   takes requests rather than inside its first burst of customer messages.
 
 The tracker store's own costs are handled in ``kefu.tracker_store``.
 
@@ -52,6 +58,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any, Dict, List, Optional, Text, Type
 
 import orjson
@@ -123,15 +130,89 @@ def _patch_event_type_lookup() -> None:
     Event.resolve_by_type = staticmethod(resolve_by_type)
 
 
-def _json_bytes(value: Any) -> bytes:
+class _EventsJson:
+    """A tracker's events for the action server, serialised once per event: an event that lies before the
+    conversation's latest user message keeps its JSON on the event object (``_kefu_json``), because Rasa changes
+    only the latest message after the fact (``EntitiesAdded``, ``DefinePrevUserUtteredFeaturization``); the events
+    of the current turn are serialised afresh each time."""
+
+    __slots__ = ("events", "json")
+
+    def __init__(self, events: List[Any]) -> None:
+        from rasa.shared.core.events import UserUttered
+
+        self.events = events
+        settled = 0  # events[:settled] lie before the latest user message
+        for index in range(len(events) - 1, -1, -1):
+            if isinstance(events[index], UserUttered):
+                settled = index
+                break
+        parts = []
+        for index, event in enumerate(events):
+            cached = event.__dict__.get("_kefu_json")
+            if cached is None:
+                cached = json_bytes(event.as_dict())
+                if index < settled:
+                    event.__dict__["_kefu_json"] = cached
+            parts.append(cached)
+        self.json = b"[" + b",".join(parts) + b"]"
+
+    def as_dicts(self) -> List[Dict[Text, Any]]:
+        return [event.as_dict() for event in self.events]
+
+
+def _orjson_default(value: Any) -> Any:
+    if isinstance(value, _EventsJson):
+        return orjson.Fragment(value.json)
+    raise TypeError
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, _EventsJson):
+        return value.as_dicts()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def json_bytes(value: Any) -> bytes:
     try:
-        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+        return orjson.dumps(value, default=_orjson_default, option=orjson.OPT_SERIALIZE_NUMPY)
     except (TypeError, OverflowError, ValueError):  # orjson.JSONEncodeError is a TypeError
-        return json.dumps(value).encode()
+        return json.dumps(value, default=_json_default).encode()
 
 
-def _fast_json_dumps(value: Any) -> str:
-    return _json_bytes(value).decode()
+def _patch_action_payload_events() -> None:
+    import rasa
+    from rasa.core.actions.action import RemoteAction
+    from rasa.shared.core.trackers import EventVerbosity
+
+    original = RemoteAction._action_call_format
+    ORIGINAL["action_call_format"] = original
+
+    def _action_call_format(self: RemoteAction, tracker: Any, domain: Any) -> Dict[Text, Any]:
+        # Rasa's payload (RemoteAction._action_call_format), with the tracker state built without events and the
+        # events (verbosity ALL: every event the tracker holds) added as one pre-serialised part
+        state = tracker.current_state(EventVerbosity.NONE)
+        state["events"] = _EventsJson(list(tracker.events))
+        result = {"next_action": self._name, "sender_id": tracker.sender_id, "tracker": state,
+                  "version": rasa.__version__}
+        if not self._is_selective_domain_enabled() or domain.does_custom_action_explicitly_need_domain(self.name()):
+            result["domain"] = domain.as_dict()
+        return result
+
+    RemoteAction._action_call_format = _action_call_format
+
+
+def json_text(value: Any) -> str:
+    return json_bytes(value).decode()
+
+
+def json_loads(text: Any) -> Any:
+    """orjson's parse, or the standard library's for what orjson refuses (NaN and Infinity, which json.dumps
+    writes for such floats)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 class _JsonAsBytes:
@@ -143,7 +224,7 @@ class _JsonAsBytes:
 
     def request(self, method: str, url: Any, **kwargs: Any) -> Any:
         if "json" in kwargs and kwargs.get("data") is None:
-            kwargs["data"] = _json_bytes(kwargs.pop("json"))
+            kwargs["data"] = json_bytes(kwargs.pop("json"))
             headers = dict(kwargs.get("headers") or {})
             if not any(name.lower() == "content-type" for name in headers):
                 headers["Content-Type"] = "application/json"
@@ -181,7 +262,7 @@ def _patch_action_client_session() -> None:
         connector = aiohttp.TCPConnector(keepalive_timeout=2.0, limit=100)
         return aiohttp.ClientSession(headers=self.headers, auth=auth, connector=connector,
                                      timeout=aiohttp.ClientTimeout(total=DEFAULT_REQUEST_TIMEOUT),
-                                     json_serialize=_fast_json_dumps)
+                                     json_serialize=json_text)
 
     def session(self: EndpointConfig) -> _KeptSession:
         loop = asyncio.get_running_loop()
@@ -199,7 +280,7 @@ def _patch_event_broker_serialiser() -> None:
     from rasa.core.brokers.pika import PikaEventBroker
 
     def _message(self: PikaEventBroker, event: Dict[Text, Any], headers: Optional[Dict[Text, Text]]) -> Any:
-        return aio_pika.Message(_json_bytes(event), headers=headers, app_id=self.rasa_environment,
+        return aio_pika.Message(json_bytes(event), headers=headers, app_id=self.rasa_environment,
                                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
 
     ORIGINAL["PikaEventBroker._message"] = PikaEventBroker._message
@@ -318,6 +399,32 @@ def _patch_prediction_graph_runner() -> None:
     rasa.core.processor.DaskGraphRunner = _sequential_graph_runner()
 
 
+# Short, long, with an identifier, digits only: the shapes TensorFlow traces DIET's prediction for.
+WARM_UP_TEXTS = ("你好", "查一下订单202411010001", "13800138000", "我上周买的手机到现在还没发货，能不能帮我催一下，谢谢")
+
+
+def warm_up_nlu(agent: Any) -> None:
+    """Parse a few texts right after the model is loaded, before the server takes requests: TensorFlow traces
+    DIET's prediction function on its first calls (seconds on a small machine, blocking the event loop), and a
+    freshly started process would otherwise spend them inside its first burst of customer messages. Touches no
+    tracker store, lock or event broker; a failure is logged and never stops the server."""
+    from rasa.core.channels.channel import UserMessage
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    processor = getattr(agent, "processor", None)
+    if processor is None:
+        return
+    started = time.perf_counter()
+    try:
+        for text in WARM_UP_TEXTS:
+            message = UserMessage(text, sender_id="kefu-warm-up")
+            processor._parse_message_with_graph(message, DialogueStateTracker.from_events(message.sender_id, []))
+    except Exception:  # noqa: BLE001 -- a warm-up must not keep the server from starting
+        logger.warning("NLU warm-up failed; the first messages will be slower", exc_info=True)
+        return
+    logger.info("NLU warmed up in %.2f s", time.perf_counter() - started)
+
+
 def _patch_freeze_after_model_load() -> None:
     from rasa.core.agent import Agent
     from rasa.core.processor import MessageProcessor
@@ -326,6 +433,7 @@ def _patch_freeze_after_model_load() -> None:
 
     def load_model_then_freeze(self: Agent, *args: Any, **kwargs: Any) -> None:
         load_model(self, *args, **kwargs)
+        warm_up_nlu(self)
         heap.freeze_long_lived_objects("model loaded")
 
     handle_message = MessageProcessor.handle_message
@@ -350,6 +458,7 @@ def apply() -> None:
     _patch_action_result_validation()
     _patch_event_type_lookup()
     _patch_action_client_session()
+    _patch_action_payload_events()
     _patch_event_broker_serialiser()
     _patch_tensorflow_tracing_check()
     _patch_tensorflow_predict_call()

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import os
 import time
@@ -171,7 +170,7 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
                 return kept.tracker
             rows = self._newer_rows(session, sender_id, kept, stamp) if kept is not None else None
             if rows is not None:  # another Rasa process handled the last turns: replay only those
-                for event in deserialise_events([json.loads(row.data) for row in rows]):
+                for event in deserialise_events([rasa_speedups.json_loads(row.data) for row in rows]):
                     kept.tracker.update(event)
                 self._keep(kept.tracker, stamp)
                 return kept.tracker
@@ -198,7 +197,7 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
         table = self.SQLEvent.__table__
         query = (sa.select(table.c.data).where(*self._events_where(sender_id, fetch_events_from_all_sessions))
                  .order_by(table.c.id))
-        events = [json.loads(data) for (data,) in session.execute(query)]
+        events = [rasa_speedups.json_loads(data) for (data,) in session.execute(query)]
         if self.domain and events:
             return DialogueStateTracker.from_dict(sender_id, events, self.domain.slots)
         return None
@@ -233,7 +232,7 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
                 rows.append({"sender_id": tracker.sender_id, "type_name": event.type_name,
                              "timestamp": data.get("timestamp"),
                              "intent_name": data.get("parse_data", {}).get("intent", {}).get(INTENT_NAME_KEY),
-                             "action_name": data.get("name"), "data": json.dumps(data)})
+                             "action_name": data.get("name"), "data": rasa_speedups.json_text(data)})
             if rows:  # one executemany instead of one ORM insert per event
                 session.execute(self._insert, rows)
             stamp = self._stamp(session, tracker.sender_id)

@@ -170,9 +170,12 @@ def test_action_payload_serialiser_matches_json_and_handles_what_orjson_refuses(
     import numpy as np
 
     payload = {"text": "查一下/订单", "ranking": [0.5, 0.25], "big": 2 ** 70}
-    assert json.loads(rasa_speedups._fast_json_dumps({"text": "查一下/订单", "n": np.int64(3)})) == {
+    assert json.loads(rasa_speedups.json_text({"text": "查一下/订单", "n": np.int64(3)})) == {
         "text": "查一下/订单", "n": 3}
-    assert json.loads(rasa_speedups._fast_json_dumps(payload))["big"] == 2 ** 70  # json.dumps fallback
+    assert json.loads(rasa_speedups.json_text(payload))["big"] == 2 ** 70  # json.dumps fallback
+    stored = json.dumps({"text": "查订单", "confidence": float("nan")})  # what Rasa's own store writes for NaN
+    assert rasa_speedups.json_loads(stored)["text"] == "查订单"
+    assert rasa_speedups.json_loads(rasa_speedups.json_text({"text": "查订单"})) == {"text": "查订单"}
 
 
 def test_diet_called_through_its_concrete_function_predicts_what_tensorflow_call_predicts(tmp_path, monkeypatch):
@@ -235,3 +238,73 @@ def test_event_broker_messages_carry_the_same_event_and_headers():
     theirs = rasa_speedups.ORIGINAL["PikaEventBroker._message"](broker, event, {"rasa-message-key": "s1"})
     assert json.loads(mine.body) == json.loads(theirs.body) == json.loads(json.dumps(event))
     assert (mine.headers, mine.app_id, mine.delivery_mode) == (theirs.headers, theirs.app_id, theirs.delivery_mode)
+
+
+def test_action_payload_has_rasas_fields_and_events_turn_after_turn():
+    """The payload sent to the action server, built with cached per-event JSON, parses to what Rasa's own
+    `_action_call_format` gives, at every step of a conversation -- including a change to the open turn's message
+    after it was sent once, and values orjson refuses (json fallback)."""
+    import json
+
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import (ActionExecuted, ActiveLoop, BotUttered, EntitiesAdded, SessionStarted,
+                                         SlotSet, UserUttered)
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    domain = Domain.from_yaml("""
+version: "3.1"
+intents: [query_order, inform]
+entities: [order_id]
+slots:
+  order_id: {type: text, mappings: [{type: from_entity, entity: order_id}]}
+  big: {type: any, mappings: [{type: custom}]}
+actions: [action_run_task, validate_order_form]
+""")
+    action = RemoteAction("action_run_task", EndpointConfig("http://127.0.0.1:1/webhook"))
+    original = rasa_speedups.ORIGINAL["action_call_format"]
+    tracker = DialogueStateTracker.from_events("客户-1", [ActionExecuted("action_session_start"), SessionStarted(),
+                                                          ActionExecuted("action_listen")], slots=domain.slots)
+
+    def same_payload() -> None:
+        expected = json.loads(json.dumps(original(action, tracker, domain)))
+        assert json.loads(rasa_speedups.json_bytes(action._action_call_format(tracker, domain))) == expected
+        assert json.loads(json.dumps(action._action_call_format(tracker, domain),
+                                     default=rasa_speedups._json_default)) == expected
+
+    for turn in range(4):
+        tracker.update(UserUttered(f"查一下订单20241101000{turn}", {"name": "query_order", "confidence": 0.9},
+                                   [{"entity": "order_id", "value": f"20241101000{turn}", "start": 5, "end": 17}]))
+        same_payload()
+        tracker.update(EntitiesAdded([{"entity": "order_id", "value": "202411019999"}]))
+        tracker.latest_message.parse_data["entities"].append({"entity": "order_id", "value": "202411019999"})
+        same_payload()  # the open turn's message changed after it was sent once: sent as it is now
+        tracker.update(ActionExecuted("order_form"))
+        tracker.update(ActiveLoop("order_form"))
+        tracker.update(SlotSet("order_id", f"20241101000{turn}"))
+        same_payload()
+        tracker.update(BotUttered("订单已发货", {"buttons": [{"title": "转人工", "payload": "/request_human"}]}))
+        tracker.update(ActionExecuted("action_listen"))
+        same_payload()
+    assert sum("_kefu_json" in event.__dict__ for event in tracker.events) > len(tracker.events) // 2  # cached
+    tracker.update(SlotSet("big", 2 ** 70))  # orjson refuses it: the whole payload goes through json.dumps
+    same_payload()
+
+
+def test_model_load_traces_diet_before_the_first_message_and_a_failing_warm_up_is_only_logged(caplog):
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from rasa.core.agent import Agent
+
+    rasa_speedups.apply()
+    agent = Agent.load(str(Path(__file__).resolve().parent.parent / "models" / "kefu.tar.gz"))
+    diet = [node._component.model for node in agent.processor.graph_runner._instantiated_nodes.values()
+            if type(node._component).__name__ == "DIETClassifier"]
+    assert diet and "_kefu_concrete" in vars(diet[0])  # traced, and the direct call taken, with no message yet
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("graph broken")
+
+    with caplog.at_level("WARNING", logger="kefu.rasa_speedups"):
+        rasa_speedups.warm_up_nlu(SimpleNamespace(processor=SimpleNamespace(_parse_message_with_graph=broken)))
+    assert "NLU warm-up failed" in caplog.text
