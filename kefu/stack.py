@@ -78,9 +78,12 @@ class RasaStack:
         self.rasa_port = free_port()
         self.url = f"http://127.0.0.1:{self.rasa_port}"
         self.webhook = f"{self.url}/webhooks/rest/webhook"
+        self.events_db = self.workdir / "events.db"
         (self.workdir / "endpoints.yml").write_text(
             f'action_endpoint:\n  url: "http://127.0.0.1:{self.actions.port}/webhook"\n  enable_selective_domain: true\n'
-            f'tracker_store:\n  type: kefu.tracker_store.ResilientSQLTrackerStore\n  dialect: sqlite\n  db: "{self.workdir / "tracker.db"}"\n')
+            f'tracker_store:\n  type: kefu.tracker_store.ResilientSQLTrackerStore\n  dialect: sqlite\n  db: "{self.workdir / "tracker.db"}"\n'
+            # as in endpoints.yml (`make run`): every event also goes to the SQL event broker
+            f'event_broker:\n  type: kefu.event_broker.BatchedSQLEventBroker\n  dialect: sqlite\n  db: "{self.events_db}"\n')
         (self.workdir / "credentials.yml").write_text(yaml.safe_dump({"kefu.channels.rest.RestInput": None, **(channels or {})}))
         self.api_token = api_token
         self.proc: Optional[subprocess.Popen] = None

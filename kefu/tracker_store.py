@@ -136,6 +136,15 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
         if self.event_broker is not None and new_events:
             await self._stream_new_events(self.event_broker, new_events, tracker.sender_id)
 
+    async def _stream_new_events(self, event_broker: Any, new_events: List[Event], sender_id: Text) -> None:
+        """Rasa's per-event publishing, or one ``publish_many`` call where the broker has it
+        (``kefu.event_broker.BatchedSQLEventBroker``: one transaction per save instead of one per event)."""
+        publish_many = getattr(event_broker, "publish_many", None)
+        if publish_many is None:
+            await super()._stream_new_events(event_broker, new_events, sender_id)
+            return
+        publish_many([{"sender_id": sender_id, **event.as_dict()} for event in new_events])
+
     # -- cache -------------------------------------------------------------------------------------------------
     def _stamp(self, session: Any, sender_id: Text) -> Stamp:
         count, highest = session.execute(self._stamp_query, {"sender_id": sender_id}).one()

@@ -106,19 +106,27 @@ def test_quarantined_payloads_are_masked(store_url):
 # ------------------------------------------------------------------------------------------------
 # Rasa's SQL event broker
 
-def _broker(path):
+def _broker(path, kind="rasa"):
     from rasa.core.brokers.sql import SQLEventBroker
 
-    return SQLEventBroker(db=str(path))
+    from kefu.event_broker import BatchedSQLEventBroker
+
+    return (SQLEventBroker if kind == "rasa" else BatchedSQLEventBroker)(db=str(path))
 
 
-def test_ingest_from_a_real_rasa_sql_event_broker(store_url, tmp_path):
-    broker = _broker(tmp_path / "events.db")
+@pytest.mark.parametrize("kind", ["rasa", "batched"])  # Rasa's broker, and the `make run` profile's (one transaction per save)
+def test_ingest_from_a_real_rasa_sql_event_broker(store_url, tmp_path, kind):
+    broker = _broker(tmp_path / "events.db", kind)
     broker_url = f"sqlite:///{tmp_path / 'events.db'}"
     events = rasa_events()
     first, second = events[:20], events[20:]
-    for event in first:
-        broker.publish(event)
+    if kind == "batched":
+        broker.publish_many(first[:12])
+        broker.publish_many([])
+        broker.publish_many(first[12:])
+    else:
+        for event in first:
+            broker.publish(event)
     # a row Rasa would never write, but a broken producer might
     with broker.session_scope() as session:
         session.add(broker.SQLBrokerEvent(sender_id="s-bad", data="{truncated"))

@@ -1,6 +1,8 @@
 """Conversations through the real REST webhook: Rasa server + action server + demo DB."""
 from __future__ import annotations
 
+import json
+import sqlite3
 import time
 import uuid
 
@@ -26,6 +28,14 @@ def test_order_query_needs_the_phone_then_shows_the_order(rasa_stack):
     answer = rasa_stack.text(me, "13800138000")
     assert "202411010001" in answer and "已签收" in answer and "华为" in answer
     assert "申请退货" in answer  # next-step buttons
+    # every event of the conversation also reached the SQL event broker (analytics), in order, exactly once
+    with sqlite3.connect(rasa_stack.events_db) as broker:
+        published = [json.loads(data) for (data,) in broker.execute(
+            "SELECT data FROM events WHERE sender_id = ? ORDER BY id", (me,))]
+    typed = [event["text"] for event in published if event["event"] == "user"]
+    assert typed == ["帮我查一下订单202411010001的情况", "13800138000"]
+    assert [event["event"] for event in published].count("session_started") == 1
+    assert published[-1]["event"] == "action" and published[-1]["name"] == "action_listen"
 
 
 def test_someone_elses_order_reveals_nothing_and_three_failures_hand_over(rasa_stack):

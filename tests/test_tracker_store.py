@@ -4,6 +4,7 @@ for two Rasa processes."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import uuid
@@ -11,11 +12,13 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
+import sqlalchemy as sa
 from rasa.core.brokers.broker import EventBroker
 from rasa.core.tracker_store import SQLTrackerStore
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, SlotSet, UserUttered
 
+from kefu.event_broker import BatchedSQLEventBroker
 from kefu.tracker_store import ResilientSQLTrackerStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -190,9 +193,27 @@ def test_a_new_session_is_read_like_rasa_reads_it(store_settings):
     asyncio.run(scenario())
 
 
-def test_the_event_broker_gets_each_new_event_once(store_settings):
+class BatchedBrokerReadBack(BatchedSQLEventBroker):
+    """The `make run` profile's broker, its rows read back; counts its transactions."""
+
+    transactions = 0
+
+    def publish_many(self, events) -> None:
+        events = list(events)
+        self.transactions += bool(events)
+        super().publish_many(events)
+
+    @property
+    def published(self) -> List[Dict]:
+        with self.engine.connect() as connection:
+            return [json.loads(data) for (data,) in connection.execute(
+                sa.select(self.SQLBrokerEvent.__table__.c.data).order_by(self.SQLBrokerEvent.__table__.c.id))]
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_the_event_broker_gets_each_new_event_once(store_settings, tmp_path, batched):
     async def scenario():
-        broker = RecordingBroker()
+        broker = BatchedBrokerReadBack(db=str(tmp_path / "events.db")) if batched else RecordingBroker()
         store = make_store(store_settings, broker)
         tracker = await store.get_or_create_tracker("c5")
         before = len(broker.published)
@@ -206,6 +227,9 @@ def test_the_event_broker_gets_each_new_event_once(store_settings):
         assert [e["event"] for e in published] == ["user", "slot", "action", "bot", "action"] * 2
         assert {e["sender_id"] for e in published} == {"c5"}
         assert [e["text"] for e in published if e["event"] == "user"] == ["第一句", "第二句"]
+        if batched:
+            assert broker.transactions == 2 + (before > 0)  # one per save that had new events
+            broker.engine.dispose()
         dispose(store)
 
     asyncio.run(scenario())
@@ -244,6 +268,9 @@ def test_both_profiles_really_load_this_store(tmp_path, monkeypatch):
     store = TrackerStore.create(embedded, DOMAIN)
     assert isinstance(store, ResilientSQLTrackerStore), type(store)
     store.engine.dispose()
+    broker = asyncio.run(EventBroker.create(read_endpoint_config(str(ROOT / "endpoints.yml"), "event_broker")))
+    assert isinstance(broker, BatchedSQLEventBroker), type(broker)  # Rasa would go on without a broker
+    broker.engine.dispose()
 
     prod = endpoints(Services(), action_port=5055, tracker_db="postgres", key_prefix="x", events_queue="q")
     (tmp_path / "endpoints-prod.yml").write_text(yaml.safe_dump(prod))
