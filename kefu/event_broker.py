@@ -24,6 +24,7 @@ from typing import Any, Dict, Iterable, Optional, Text
 
 import sqlalchemy as sa
 from rasa.core.brokers.sql import SQLEventBroker
+from sqlalchemy.orm import sessionmaker
 
 from kefu import rasa_speedups
 from kefu.db import make_engine
@@ -37,7 +38,7 @@ class BatchedSQLEventBroker(SQLEventBroker):
         url = SQLTrackerStore.get_db_url(dialect, host, port, db, username, password)
         self.engine = make_engine(url if isinstance(url, str) else url.render_as_string(hide_password=False))
         self.Base.metadata.create_all(self.engine)
-        self.sessionmaker = sa.orm.sessionmaker(bind=self.engine)
+        self.sessionmaker = sessionmaker(bind=self.engine)
         self._insert = sa.insert(self.SQLBrokerEvent.__table__)
 
     def publish(self, event: Dict[Text, Any]) -> None:

@@ -132,9 +132,9 @@ def _patch_event_type_lookup() -> None:
 
 class _EventsJson:
     """A tracker's events for the action server, serialised once per event: an event that lies before the
-    conversation's latest user message keeps its JSON on the event object (``_kefu_json``), because Rasa changes
-    only the latest message after the fact (``EntitiesAdded``, ``DefinePrevUserUtteredFeaturization``); the events
-    of the current turn are serialised afresh each time."""
+    conversation's latest user message keeps its JSON on the event object (``_kefu_json``); the events of the
+    current turn are serialised afresh each time. What Rasa changes after an event was logged is the latest user
+    message of the open turn (``EntitiesAdded``, ``DefinePrevUserUtteredFeaturization``), never an older event."""
 
     __slots__ = ("events", "json")
 
