@@ -5,7 +5,8 @@ const PRIORITY = { urgent: "紧急", high: "高", normal: "普通", low: "低" }
 let REASON = {};  // handoff reasons' labels, from /api/me (kefu/labels.py)
 const STATUS = { waiting: "排队中", assigned: "接待中", closed: "已结束" };
 
-const state = { me: null, csrf: "", queue: null, currentId: null, conv: null, source: null, poll: null };
+const state = { me: null, csrf: "", queue: null, currentId: null, conv: null, source: null, poll: null,
+  statusSeq: 0, statusPending: false };  // the agent's own online switch: changes made, one in flight
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs, ...children) {
@@ -83,7 +84,8 @@ function showDesk(me) {
   $("dashboard-link").hidden = me.role !== "supervisor";
   setOnline(!!me.online);
   connectEvents();
-  api("GET", "/api/queue").then(renderQueue).catch(() => {});
+  const seq = state.statusSeq;
+  api("GET", "/api/queue").then((queue) => renderQueue(queue, seq)).catch(() => {});
   loadOverdue();
 }
 
@@ -119,12 +121,16 @@ function setOnline(online) {
 
 $("online-toggle").addEventListener("change", async (event) => {
   const wanted = event.target.checked;
+  state.statusSeq += 1;
+  state.statusPending = true;
   try {
     await api("POST", "/api/status", { online: wanted });
     setOnline(wanted);
   } catch (error) {
     setOnline(!wanted);
     alert(error.message);
+  } finally {
+    state.statusPending = false;
   }
 });
 
@@ -163,7 +169,9 @@ function chatItem(chat, opts) {
   return li;
 }
 
-function renderQueue(queue) {
+// `seq`: the online-switch change count when the queue was requested; a queue read before the agent's latest
+// change (or while it is in flight) does not flip the switch back
+function renderQueue(queue, seq = state.statusSeq) {
   state.queue = queue;
   const fill = (id, items, opts) => {
     const list = $(id);
@@ -174,7 +182,7 @@ function renderQueue(queue) {
   fill("waiting-list", queue.waiting, {});
   $("mine-count").textContent = queue.mine.length;
   $("waiting-count").textContent = queue.waiting.length;
-  setOnline(queue.online);
+  if (!state.statusPending && seq === state.statusSeq) setOnline(queue.online);
   if (queue.assigned) {
     fill("assigned-list", queue.assigned, { sinceField: "assigned_at", agent: true });
     $("assigned-count").textContent = queue.assigned.length;
