@@ -131,9 +131,9 @@ def endpoints(services: Services, *, action_port: int, tracker_db: str, key_pref
         "lock_store": {"type": "kefu.lock_store.AtomicRedisLockStore", "url": services.redis_host,
                        "port": services.redis_port,
                        "db": services.redis_db, "key_prefix": key_prefix},
-        "event_broker": {"type": "pika", "url": services.rabbit_host, "port": services.rabbit_port,
-                         "username": services.rabbit_user, "password": services.rabbit_password,
-                         "queues": [events_queue]},
+        "event_broker": {"type": "kefu.event_broker.BatchedPikaEventBroker", "url": services.rabbit_host,
+                         "port": services.rabbit_port, "username": services.rabbit_user,
+                         "password": services.rabbit_password, "queues": [events_queue]},
     }
 
 

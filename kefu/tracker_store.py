@@ -47,7 +47,7 @@ import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterator, List, Optional, Text, Tuple, TypeVar
+from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, Text, Tuple, TypeVar
 
 import sqlalchemy as sa
 from rasa.core.tracker_store import SQLTrackerStore
@@ -132,18 +132,20 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
             lambda: super(ResilientSQLTrackerStore, self).retrieve_full_tracker(conversation_id))
 
     async def save(self, tracker: DialogueStateTracker) -> None:
-        new_events = await self._with_retries("save", lambda: self._write_new_events(tracker))
-        if self.event_broker is not None and new_events:
-            await self._stream_new_events(self.event_broker, new_events, tracker.sender_id)
+        written = await self._with_retries("save", lambda: self._write_new_events(tracker))
+        if self.event_broker is not None and written:
+            await self._publish_written(self.event_broker, written, tracker.sender_id)
 
-    async def _stream_new_events(self, event_broker: Any, new_events: List[Event], sender_id: Text) -> None:
-        """Rasa's per-event publishing, or one ``publish_many`` call where the broker has it
-        (``kefu.event_broker.BatchedSQLEventBroker``: one transaction per save instead of one per event)."""
+    async def _publish_written(self, event_broker: Any, written: List[Tuple[Event, Dict[Text, Any]]],
+                               sender_id: Text) -> None:
+        """Rasa's per-event publishing (``_stream_new_events``), or one ``publish_many`` call where the broker has
+        it (``kefu.event_broker``: one transaction or one message per save instead of one per event), with the
+        event dicts the save already built."""
         publish_many = getattr(event_broker, "publish_many", None)
         if publish_many is None:
-            await super()._stream_new_events(event_broker, new_events, sender_id)
+            await self._stream_new_events(event_broker, [event for event, _ in written], sender_id)
             return
-        publish_many([{"sender_id": sender_id, **event.as_dict()} for event in new_events])
+        publish_many([{"sender_id": sender_id, **data} for _, data in written])
 
     # -- cache -------------------------------------------------------------------------------------------------
     def _stamp(self, session: Any, sender_id: Text) -> Stamp:
@@ -223,8 +225,9 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
                                  .where(*self._events_where(tracker.sender_id, False))).scalar()
         return itertools.islice(tracker.events, stored, len(tracker.events))
 
-    async def _write_new_events(self, tracker: DialogueStateTracker) -> List[Event]:
-        """Rasa's ``SQLTrackerStore.save`` without its ``stream_events``; returns the events it wrote."""
+    async def _write_new_events(self, tracker: DialogueStateTracker) -> List[Tuple[Event, Dict[Text, Any]]]:
+        """Rasa's ``SQLTrackerStore.save`` without its ``stream_events``; returns the events it wrote, each with
+        its ``as_dict()``."""
         kept = self._kept.pop(tracker.sender_id, None)
         with self.session_scope() as session:
             if kept is not None and kept.tracker is tracker:
@@ -235,9 +238,10 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
                     new_events = list(self._additional_events(session, tracker))
             else:
                 new_events = list(self._additional_events(session, tracker))
-            rows = []
+            rows, written = [], []
             for event in new_events:
                 data = event.as_dict()
+                written.append((event, data))
                 rows.append({"sender_id": tracker.sender_id, "type_name": event.type_name,
                              "timestamp": data.get("timestamp"),
                              "intent_name": data.get("parse_data", {}).get("intent", {}).get(INTENT_NAME_KEY),
@@ -249,4 +253,4 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
         # a new session: Rasa's retrieve returns only the events after it, so the object kept would differ
         if not any(isinstance(event, SessionStarted) for event in new_events):
             self._keep(tracker, stamp)
-        return new_events
+        return written

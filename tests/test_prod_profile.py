@@ -98,6 +98,35 @@ def test_both_processes_serve_one_conversation(cluster):
     assert "202411010001" in text(cluster.url, me, "那退货呢")  # through nginx: still the same order
 
 
+def test_every_event_of_a_conversation_reaches_analytics_once(cluster, tmp_path):
+    """The RabbitMQ broker (one message per tracker save) carries each tracker event exactly once, and the
+    analytics consumer stores them all."""
+    from collections import Counter
+
+    from sqlalchemy import select
+
+    from kefu import migrate
+    from kefu.analytics import ingest
+    from kefu.analytics.store import AnalyticsEvent
+    from kefu.db import session_scope
+
+    me = "events-" + uuid.uuid4().hex[:8]
+    for message in ("查一下订单202411010001", "13800138000", "谢谢"):
+        assert text(cluster.url, me, message)
+    events = tracker(cluster, me)["events"]
+    store_url = f"sqlite:///{tmp_path / 'analytics.db'}"
+    migrate.upgrade(store_url)
+    services = cluster.services
+    amqp_url = (f"amqp://{services.rabbit_user}:{services.rabbit_password}@{services.rabbit_host}:"
+                f"{services.rabbit_port}/")
+    stats = asyncio.run(ingest.consume_rabbitmq(store_url, amqp_url=amqp_url, queue=cluster.events_queue,
+                                                idle_timeout=2.0))
+    assert stats.quarantined == 0
+    with session_scope(store_url) as session:
+        stored = session.execute(select(AnalyticsEvent.event_type).where(AnalyticsEvent.sender_id == me)).all()
+    assert Counter(event_type for (event_type,) in stored) == Counter(event["event"] for event in events)
+
+
 MESSAGES = ["你好", "运费怎么算", "你们是机器人吗", "谢谢", "七天无理由退货吗", "怎么修改收货地址",
             "优惠券怎么用", "发票可以开专票吗", "支持哪些快递", "好的"]
 

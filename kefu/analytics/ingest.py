@@ -4,9 +4,11 @@
   table ``events`` (``var/events.db``). :func:`ingest_sql_broker` reads it incrementally by ``id``; the
   last id read is persisted in ``analytics_cursors`` in the same transaction as the rows it produced, so a
   crash never skips or double-counts a batch (and ``source_key`` dedupes anyway).
-- **RabbitMQ** (scale profile): Rasa's ``PikaEventBroker`` publishes JSON bodies to a fanout exchange bound
-  to ``rasa_core_events``. :func:`consume_rabbitmq` consumes that queue and acknowledges a message only
-  after its row (or its quarantine record) is committed: at-least-once delivery, deduped by ``source_key``.
+- **RabbitMQ** (scale profile): ``kefu.event_broker.BatchedPikaEventBroker`` publishes one message per tracker
+  save, its body the JSON array of the save's events (Rasa's ``PikaEventBroker``: one JSON object per message;
+  both are read) to a fanout exchange bound to ``rasa_core_events``. :func:`consume_rabbitmq` consumes that queue
+  and acknowledges a message only after its rows (or their quarantine records) are committed: at-least-once
+  delivery, deduped by ``source_key``.
 
 Every payload is validated by :mod:`kefu.analytics.normalize`; an invalid one is kept in
 ``analytics_quarantine`` with the reason, never dropped.
@@ -150,8 +152,8 @@ async def consume_rabbitmq(store_url: Optional[str] = None, *, amqp_url: str = D
                            now: Optional[datetime] = None) -> IngestStats:
     """Consume Rasa events from a RabbitMQ queue into the analytics store.
 
-    Runs until ``max_messages`` were handled, or the queue stayed empty for ``idle_timeout`` seconds
-    (``None``: forever). The queue is declared durable, as Rasa's ``PikaEventBroker`` declares it.
+    Runs until ``max_messages`` events were handled (a batch message counts its events), or the queue stayed
+    empty for ``idle_timeout`` seconds (``None``: forever). The queue is declared durable, as Rasa's ``PikaEventBroker`` declares it.
     Messages are acknowledged after their batch is committed; if the commit fails they are rejected with
     requeue, so nothing is lost.
     """
@@ -178,7 +180,7 @@ async def consume_rabbitmq(store_url: Optional[str] = None, *, amqp_url: str = D
                 await asyncio.sleep(poll_interval)
                 continue
             idle_since = time.monotonic()
-            items = [(m.body, None, f"amqp:{queue}:{m.delivery_tag}") for m in messages]
+            items = [item for m in messages for item in _message_items(m.body, f"amqp:{queue}:{m.delivery_tag}")]
             try:
                 stats = await asyncio.get_running_loop().run_in_executor(None, _store_batch, store_url, items, now)
             except Exception:
@@ -193,6 +195,14 @@ async def consume_rabbitmq(store_url: Optional[str] = None, *, amqp_url: str = D
     finally:
         await connection.close()
     return total
+
+
+def _message_items(body: bytes, ref: str) -> List[Tuple[Any, None, str]]:
+    """A RabbitMQ message's events: Rasa's one-event body, or a batch (one array per tracker save)."""
+    batch = normalize.split_batch(body)
+    if batch is None:
+        return [(body, None, ref)]
+    return [(event, None, f"{ref}:{index}") for index, event in enumerate(batch)]
 
 
 def _store_batch(store_url: Optional[str], items, now: Optional[datetime] = None) -> IngestStats:

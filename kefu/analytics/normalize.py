@@ -21,7 +21,7 @@ import hashlib
 import json
 import math
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 from kefu.analytics.store import mask_value, store_sender_id
 from kefu.privacy import mask_pii
@@ -65,6 +65,22 @@ def parse_payload(payload: Payload) -> Dict[str, Any]:
     if not isinstance(event, dict):
         raise InvalidEvent(f"event is not a JSON object but a {type(event).__name__}")
     return event
+
+
+def split_batch(body: Payload) -> Optional[List[Payload]]:
+    """The events of a batch message (``kefu.event_broker.BatchedPikaEventBroker``: a JSON array of events), each
+    a dict or, where it is none, its JSON text (to be quarantined); None where `body` is not a JSON array (Rasa's
+    one-event body, or something to quarantine as a whole)."""
+    text = body.decode("utf-8", "replace") if isinstance(body, (bytes, bytearray)) else body
+    if not isinstance(text, str) or not text.lstrip().startswith("["):
+        return None
+    try:
+        items = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(items, list):
+        return None
+    return [item if isinstance(item, dict) else json.dumps(item, ensure_ascii=False) for item in items]
 
 
 def _is_number(value: Any) -> bool:
