@@ -27,7 +27,7 @@ from typing import Dict, List, Optional
 import yaml
 
 from kefu.db import PROJECT_ROOT
-from kefu.stack import MODEL, VENV_BIN, ActionServer, DeskServer, free_port, wait_http
+from kefu.stack import MODEL, VENV_BIN, ActionServer, DeskServer, action_endpoint, free_port, wait_http
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -126,7 +126,7 @@ def endpoints(services: Services, *, action_port: int, tracker_db: str, key_pref
     if services.pg_password:
         tracker["password"] = services.pg_password
     return {
-        "action_endpoint": {"url": f"http://127.0.0.1:{action_port}/webhook", "enable_selective_domain": True},
+        "action_endpoint": action_endpoint(action_port),
         "tracker_store": tracker,
         "lock_store": {"type": "kefu.lock_store.AtomicRedisLockStore", "url": services.redis_host,
                        "port": services.redis_port,

@@ -180,6 +180,30 @@ def json_bytes(value: Any) -> bytes:
         return json.dumps(value, default=_json_default).encode()
 
 
+WINDOW_SETTING = "events_window_turns"
+
+
+def events_window(events: Any, turns: Any) -> List[Any]:
+    """The events the action server gets. Rasa sends every event the tracker holds -- every session the customer
+    ever had, re-sent and re-parsed on each of the two or three action calls of every message. With
+    ``events_window_turns: N`` in the action endpoint, they start at the N-th latest user message (all of them
+    while there are fewer). The tracker state around them (slots, latest message, active loop, ...) is always the
+    whole tracker's, and the tracker store keeps every event. An action that reads older history than N user
+    messages must not be run with a window."""
+    events = list(events)
+    if not turns:
+        return events
+    from rasa.shared.core.events import UserUttered
+
+    seen = 0
+    for index in range(len(events) - 1, -1, -1):
+        if isinstance(events[index], UserUttered):
+            seen += 1
+            if seen == int(turns):
+                return events[index:]
+    return events
+
+
 def _patch_action_payload_events() -> None:
     import rasa
     from rasa.core.actions.action import RemoteAction
@@ -190,9 +214,10 @@ def _patch_action_payload_events() -> None:
 
     def _action_call_format(self: RemoteAction, tracker: Any, domain: Any) -> Dict[Text, Any]:
         # Rasa's payload (RemoteAction._action_call_format), with the tracker state built without events and the
-        # events (verbosity ALL: every event the tracker holds) added as one pre-serialised part
+        # events (verbosity ALL: every event the tracker holds; see `events_window` for the endpoint's
+        # `events_window_turns`) added as one pre-serialised part
         state = tracker.current_state(EventVerbosity.NONE)
-        state["events"] = _EventsJson(list(tracker.events))
+        state["events"] = _EventsJson(events_window(tracker.events, self.action_endpoint.kwargs.get(WINDOW_SETTING)))
         result = {"next_action": self._name, "sender_id": tracker.sender_id, "tracker": state,
                   "version": rasa.__version__}
         if not self._is_selective_domain_enabled() or domain.does_custom_action_explicitly_need_domain(self.name()):

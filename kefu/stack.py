@@ -23,6 +23,13 @@ VENV_BIN = Path(sys.executable).parent
 MODEL = PROJECT_ROOT / "models" / "kefu.tar.gz"
 
 
+def action_endpoint(port: int) -> Dict:
+    """``endpoints.yml``'s action endpoint (selective domain, events window), pointed at the action server on
+    `port`: the bench/test stack and the production profile take its settings from there."""
+    config = yaml.safe_load((PROJECT_ROOT / "endpoints.yml").read_text(encoding="utf-8"))["action_endpoint"]
+    return {**config, "url": f"http://127.0.0.1:{port}/webhook"}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -80,7 +87,7 @@ class RasaStack:
         self.webhook = f"{self.url}/webhooks/rest/webhook"
         self.events_db = self.workdir / "events.db"
         (self.workdir / "endpoints.yml").write_text(
-            f'action_endpoint:\n  url: "http://127.0.0.1:{self.actions.port}/webhook"\n  enable_selective_domain: true\n'
+            yaml.safe_dump({"action_endpoint": action_endpoint(self.actions.port)}) +
             f'tracker_store:\n  type: kefu.tracker_store.ResilientSQLTrackerStore\n  dialect: sqlite\n  db: "{self.workdir / "tracker.db"}"\n'
             # as in endpoints.yml (`make run`): every event also goes to the SQL event broker
             f'event_broker:\n  type: kefu.event_broker.BatchedSQLEventBroker\n  dialect: sqlite\n  db: "{self.events_db}"\n')

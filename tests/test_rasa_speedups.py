@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 import rasa.shared.utils.common
@@ -12,6 +13,8 @@ from rasa.shared.core.events import Event
 from rasa.utils.endpoints import EndpointConfig
 
 from kefu import rasa_speedups
+
+ROOT = Path(__file__).resolve().parent.parent
 
 rasa_speedups.apply()
 
@@ -288,6 +291,41 @@ actions: [action_run_task, validate_order_form]
     assert sum("_kefu_json" in event.__dict__ for event in tracker.events) > len(tracker.events) // 2  # cached
     tracker.update(SlotSet("big", 2 ** 70))  # orjson refuses it: the whole payload goes through json.dumps
     same_payload()
+
+
+def test_action_payload_events_window_starts_at_the_nth_latest_user_message():
+    import json
+
+    import yaml
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    from actions.leave_message import TRANSCRIPT_MESSAGES
+    from kefu.stack import action_endpoint
+
+    domain = Domain.from_yaml('version: "3.1"\nintents: [greet]\nactions: [action_run_task]\n')
+    events = [ActionExecuted("action_session_start"), SessionStarted(), ActionExecuted("action_listen")]
+    for turn in range(5):
+        events += [UserUttered(f"第{turn}句", {"name": "greet", "confidence": 0.9}), ActionExecuted("utter_greet"),
+                   BotUttered(f"回复{turn}"), ActionExecuted("action_listen")]
+    tracker = DialogueStateTracker.from_events("客户-2", events, slots=domain.slots)
+    original = json.loads(json.dumps(rasa_speedups.ORIGINAL["action_call_format"](
+        RemoteAction("action_run_task", EndpointConfig("http://127.0.0.1:1/webhook")), tracker, domain)))
+
+    def payload(**settings):
+        action = RemoteAction("action_run_task", EndpointConfig("http://127.0.0.1:1/webhook", **settings))
+        return json.loads(rasa_speedups.json_bytes(action._action_call_format(tracker, domain)))
+
+    windowed = payload(events_window_turns=2)
+    assert windowed["tracker"]["events"] == original["tracker"]["events"][-8:]  # from the 2nd latest user message
+    assert [e.get("text") for e in windowed["tracker"]["events"] if e["event"] == "user"] == ["第3句", "第4句"]
+    assert {k: v for k, v in windowed["tracker"].items() if k != "events"} == {
+        k: v for k, v in original["tracker"].items() if k != "events"}  # the state is the whole tracker's
+    assert payload(events_window_turns=9) == payload() == original  # fewer user messages, or no window: all
+    # both profiles run with a window, and it covers what the actions read back (a ticket's transcript)
+    configured = yaml.safe_load((ROOT / "endpoints.yml").read_text())["action_endpoint"][rasa_speedups.WINDOW_SETTING]
+    assert action_endpoint(5055)[rasa_speedups.WINDOW_SETTING] == configured >= TRANSCRIPT_MESSAGES
 
 
 def test_model_load_traces_diet_before_the_first_message_and_a_failing_warm_up_is_only_logged(caplog):
