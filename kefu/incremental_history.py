@@ -34,6 +34,11 @@ on every prefix of real conversations, including form loops, reverts, restarts a
    paused flag. Trackers whose replay could differ from their state keep Rasa's copy: a bounded event history (the
    replay would miss evicted events) and histories with a ``StoryExported`` event (its replay writes a file).
 
+5. ``FormAction._temporary_tracker`` -- before every validation of a form's slots -- builds a tracker by replaying
+   the session's events plus the form's new ones (``DialogueStateTracker.from_events``). Where the session has no
+   restart (so "the events after the latest restart" are all its events) and the tracker's slots are the domain's,
+   that is the copy above with the new events applied (``temporary_tracker``); otherwise Rasa's replay.
+
 Only plain ``DialogueStateTracker`` objects (the ones the tracker store hands out) are cached, never the training
 trackers (``TrackerWithCachedStates`` has its own cache, and there are tens of thousands of them).
 """
@@ -45,7 +50,7 @@ from collections import deque
 from typing import Any, Dict, List, Optional, Set, Text, Tuple
 
 from rasa.shared.constants import DEFAULT_SENDER_ID
-from rasa.shared.core.constants import PREVIOUS_ACTION, SHOULD_NOT_BE_SET
+from rasa.shared.core.constants import PREVIOUS_ACTION, REQUESTED_SLOT, SHOULD_NOT_BE_SET
 from rasa.shared.core.domain import Domain, State
 from rasa.shared.core.events import (
     ActionExecuted,
@@ -54,6 +59,7 @@ from rasa.shared.core.events import (
     Event,
     Restarted,
     SessionStarted,
+    SlotSet,
     StoryExported,
     UserUtteranceReverted,
     UserUttered,
@@ -190,6 +196,24 @@ def copy_tracker(tracker: DialogueStateTracker) -> Optional[DialogueStateTracker
     return duplicate
 
 
+def temporary_tracker(form: Any, current_tracker: DialogueStateTracker, additional_events: List[Event],
+                      domain: Domain) -> Optional[DialogueStateTracker]:
+    """What ``FormAction._temporary_tracker`` returns, without the replay; None where only the replay gives it."""
+    if current_tracker.is_rule_tracker or any(isinstance(event, Restarted) for event in current_tracker.events):
+        return None
+    slots = current_tracker.slots
+    if type(slots) is not dict or [(s.name, type(s)) for s in domain.slots] != [
+            (name, type(slot)) for name, slot in slots.items()]:
+        return None
+    duplicate = copy_tracker(current_tracker)
+    if duplicate is None:
+        return None
+    for event in [SlotSet(REQUESTED_SLOT, form.get_slot_to_fill(current_tracker)),
+                  ActionExecuted(form.name()), *additional_events]:
+        duplicate.update(event)
+    return duplicate
+
+
 class _PreparedRules:
     """A lookup's rules, each as its states newest first, and grouped by the previous action their newest state
     requires (a rule naming another previous action cannot match; ``None`` holds the rules that name none)."""
@@ -270,7 +294,7 @@ ORIGINAL: Dict[str, Any] = {}  # Rasa's own functions, kept for the equivalence 
 
 
 def apply() -> None:
-    """Install the four changes (idempotent)."""
+    """Install the five changes (idempotent)."""
     global _applied
     if _applied:
         return
@@ -313,6 +337,18 @@ def apply() -> None:
 
     ORIGINAL["copy"] = original_copy
     DialogueStateTracker.copy = patched_copy
+    from rasa.core.actions.forms import FormAction
+
+    original_temporary = FormAction._temporary_tracker
+
+    def patched_temporary(self: FormAction, current_tracker: DialogueStateTracker, additional_events: List[Event],
+                          domain: Domain) -> DialogueStateTracker:
+        duplicate = temporary_tracker(self, current_tracker, additional_events, domain)
+        return duplicate if duplicate is not None else original_temporary(self, current_tracker, additional_events,
+                                                                          domain)
+
+    ORIGINAL["temporary_tracker"] = original_temporary
+    FormAction._temporary_tracker = patched_temporary
     ORIGINAL["get_possible_keys"] = RulePolicy._get_possible_keys
     RulePolicy._get_possible_keys = possible_rule_keys
     DialogueStateTracker.applied_events = patched_applied_events

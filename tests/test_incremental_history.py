@@ -255,6 +255,27 @@ def test_copy_falls_back_to_replaying_where_only_that_is_right(domain):
     assert incremental_history.copy_tracker(DialogueStateTracker("n", None)) is None
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_a_forms_temporary_tracker_is_the_one_rasa_replays(domain, seed):
+    from rasa.core.actions.forms import FormAction
+
+    rng = random.Random(200 + seed)
+    form = FormAction(list(domain.form_names)[0], None)
+    tracker = DialogueStateTracker("live", domain.slots)
+    taken = 0
+    for step, event in enumerate(random_events(rng, domain, 80)):
+        tracker.update(event)
+        extra = [SlotSet("order_id", f"20241101000{step % 10}")] if step % 2 else []
+        mine = form._temporary_tracker(tracker, extra, domain)
+        theirs = ORIGINAL["temporary_tracker"](form, tracker, extra, domain)
+        assert tracker_state(mine) == tracker_state(theirs), step
+        taken += incremental_history.temporary_tracker(form, tracker, extra, domain) is not None
+        before = tracker_state(tracker)
+        mine.update(SlotSet("order_id", "209901010001"))
+        assert tracker_state(tracker) == before  # the temporary tracker is a copy
+    assert taken >= 5  # the copy was taken (and compared) where the session had no restart yet
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_rule_matching_matches_rasas_on_random_rules_including_conversation_starts(seed):
     import json

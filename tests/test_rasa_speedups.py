@@ -64,6 +64,53 @@ def test_action_results_are_validated_as_before():
             action._validate_action_result(bad)
 
 
+def test_event_type_validation_gives_rasas_verdict_on_every_kind_of_event():
+    import copy
+
+    from jsonschema import validate
+    from rasa.shared.core import events as rasa_events
+
+    spec = RemoteAction.action_response_format_spec()
+    action = RemoteAction("action_run_task", None)
+    good = [e.as_dict() for e in (
+        rasa_events.SlotSet("order_id", "202411010001"), rasa_events.SlotSet("n", None),
+        rasa_events.UserUttered("查订单", {"name": "query_order", "confidence": 0.9},
+                                [{"entity": "order_id", "value": "1", "start": 0, "end": 1}]),
+        rasa_events.ActionExecuted("action_listen", policy="RulePolicy", confidence=1.0),
+        rasa_events.BotUttered("好的", {"buttons": []}), rasa_events.ActiveLoop("order_form"),
+        rasa_events.ActiveLoop(None), rasa_events.FollowupAction("action_handoff"), rasa_events.Restarted(),
+        rasa_events.AllSlotsReset(), rasa_events.ConversationPaused(), rasa_events.ConversationResumed(),
+        rasa_events.SessionStarted(), rasa_events.UserUtteranceReverted(), rasa_events.ActionReverted(),
+        rasa_events.EntitiesAdded([{"entity": "phone", "value": "13800138000"}]),
+        rasa_events.LoopInterrupted(True), rasa_events.ActionExecutionRejected("order_form"),
+        rasa_events.ReminderScheduled("remind", rasa_events.datetime.now()),
+        rasa_events.ReminderCancelled(name="remind"), rasa_events.AgentUttered("人工回复"))]
+    bad = [{"event": "slot", "name": 5, "value": 1}, {"event": "slot", "value": 1}, {"event": "nope"},
+           {"event": ["slot"]}, {"event": None}, {"name": "x"}, "slot", 3, None,
+           {"event": "slot", "name": "a", "value": 1, "timestamp": "today"},
+           {"event": "slot", "name": "a", "value": 1, "metadata": []},
+           {"event": "entities", "entities": [{"value": 1}]}, {"event": "entities"},
+           {"event": "user", "parse_data": {"intent": {"name": 3}}},
+           {"event": "user", "parse_data": {"entities": [{"entity": "x"}]}},
+           {"event": "user", "text": 5}, {"event": "action", "name": 5}, {"event": "action", "hide_rule_turn": 1}]
+    replies = [{"events": [event]} for event in good + bad] + [
+        {"events": good, "responses": [{"text": "好的"}]}, {}, {"events": []}, {"events": None}, {"events": "x"},
+        {"responses": [1]}, {"responses": "x"}, [], "reply", {"events": good + bad[:1]}]
+    assert len(good) >= 20
+    for reply in replies:
+        try:
+            validate(copy.deepcopy(reply), spec)
+            rasa_says = True
+        except ValidationError:
+            rasa_says = False
+        try:
+            mine = action._validate_action_result(reply)
+        except ValidationError as error:
+            assert "Failed to validate Action server response" in error.message
+            mine = False
+        assert mine == rasa_says, reply
+
+
 def test_action_endpoint_keeps_its_connection_and_sends_utf8_json():
     async def scenario():
         peers, bodies = [], []
@@ -326,6 +373,42 @@ def test_action_payload_events_window_starts_at_the_nth_latest_user_message():
     # both profiles run with a window, and it covers what the actions read back (a ticket's transcript)
     configured = yaml.safe_load((ROOT / "endpoints.yml").read_text())["action_endpoint"][rasa_speedups.WINDOW_SETTING]
     assert action_endpoint(5055)[rasa_speedups.WINDOW_SETTING] == configured >= TRANSCRIPT_MESSAGES
+
+
+def test_sparse_features_are_combined_as_rasa_combines_them():
+    import numpy as np
+    import scipy.sparse
+    from rasa.shared.nlu.training_data.features import Features
+
+    from kefu import sparse_features
+
+    rasa_combine = sparse_features.ORIGINAL["combine_features"]
+    rng = np.random.default_rng(7)
+
+    def sparse(rows, cols, fmt, dtype=np.float64):
+        return scipy.sparse.random(rows, cols, density=0.3, format=fmt, random_state=rng, dtype=dtype)
+
+    featurizers = ["LexicalSyntacticFeaturizer", "CountVectorsFeaturizer"]
+    for rows, formats, dtypes in [(5, ["coo", "coo", "coo"], [np.float64] * 3), (1, ["coo", "csr"], [np.float64] * 2),
+                                  (7, ["csr", "coo", "coo"], [np.float32, np.float64, np.int64]),
+                                  (3, ["coo", "coo"], [np.float32, np.float32])]:
+        features = [Features(sparse(rows, 4 + i * 3, fmt, dtype), "sequence", "text", f"f{i}")
+                    for i, (fmt, dtype) in enumerate(zip(formats, dtypes))]
+        mine, theirs = sparse_features.combine_features(features, featurizers), rasa_combine(features, featurizers)
+        assert type(mine.features) is type(theirs.features) and mine.features.dtype == theirs.features.dtype
+        assert mine.features.shape == theirs.features.shape
+        for field in ("row", "col", "data"):
+            np.testing.assert_array_equal(getattr(mine.features, field), getattr(theirs.features, field))
+        assert (mine.type, mine.attribute, mine.origin) == (theirs.type, theirs.attribute, theirs.origin)
+        assert features[0].features.shape[1] == 4  # the inputs are left as they were
+    dense = [Features(np.ones((2, 3)), "sentence", "text", "a"), Features(np.zeros((2, 2)), "sentence", "text", "b")]
+    np.testing.assert_array_equal(sparse_features.combine_features(dense, featurizers).features,
+                                  rasa_combine(dense, featurizers).features)
+    assert sparse_features.combine_features([], featurizers) is None
+    mismatched = [Features(sparse(2, 3, "coo"), "sequence", "text", "a"),
+                  Features(sparse(3, 3, "coo"), "sequence", "text", "b")]
+    with pytest.raises(ValueError):
+        sparse_features.combine_features(mismatched, featurizers)
 
 
 def test_model_load_traces_diet_before_the_first_message_and_a_failing_warm_up_is_only_logged(caplog):
