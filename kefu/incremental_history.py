@@ -175,6 +175,30 @@ def states_for_tracker_history(domain: Domain, tracker: DialogueStateTracker,
     return states + [state_of(replay)]
 
 
+_PLAIN_COPY: Dict[type, bool] = {}
+
+
+def _copied_like_a_plain_object(cls: type) -> bool:
+    """Whether ``copy.copy`` of a `cls` instance is a new instance with the same ``__dict__`` (no copy hooks)."""
+    if cls not in _PLAIN_COPY:
+        _PLAIN_COPY[cls] = (not hasattr(cls, "__copy__") and not hasattr(cls, "__setstate__")
+                            and not any(vars(base).get("__slots__") for base in cls.__mro__[:-1])
+                            and all(getattr(cls, name) is getattr(object, name)
+                                    for name in ("__reduce_ex__", "__reduce__", "__getstate__")))
+    return _PLAIN_COPY[cls]
+
+
+def copy_slot(slot: Any) -> Any:
+    """``copy.copy(slot)`` -- what ``copy.copy`` does for a plain object, without its generic protocol walk
+    (a tracker copy copies every slot of the domain)."""
+    cls = type(slot)
+    if not _copied_like_a_plain_object(cls):
+        return copy.copy(slot)
+    duplicate = cls.__new__(cls)
+    duplicate.__dict__.update(slot.__dict__)
+    return duplicate
+
+
 def copy_tracker(tracker: DialogueStateTracker) -> Optional[DialogueStateTracker]:
     """What ``tracker.copy()`` returns, without the replay; None where only the replay gives it."""
     if (type(tracker) is not DialogueStateTracker or tracker._max_event_history is not None
@@ -186,7 +210,7 @@ def copy_tracker(tracker: DialogueStateTracker) -> Optional[DialogueStateTracker
     duplicate = DialogueStateTracker(tracker.sender_id or DEFAULT_SENDER_ID, None,
                                      is_rule_tracker=tracker.is_rule_tracker)
     duplicate.events = deque(tracker.events)
-    duplicate.slots = {name: copy.copy(slot) for name, slot in tracker.slots.items()}
+    duplicate.slots = {name: copy_slot(slot) for name, slot in tracker.slots.items()}
     duplicate.latest_message = tracker.latest_message
     duplicate.latest_bot_utterance = tracker.latest_bot_utterance
     duplicate.latest_action = dict(tracker.latest_action) if tracker.latest_action is not None else None

@@ -111,6 +111,26 @@ def test_event_type_validation_gives_rasas_verdict_on_every_kind_of_event():
         assert mine == rasa_says, reply
 
 
+def test_processor_copies_values_for_its_debug_log_only_when_that_logs():
+    import logging
+
+    from rasa.core import processor
+    from rasa.utils.log_utils import configure_structlog
+
+    assert processor.copy is rasa_speedups._CopyForDebugLog  # Rasa's processor uses copy only for debug logs
+    events = [{"event": "slot", "name": "order_id", "value": ["202411010001"]}]
+    try:
+        configure_structlog(logging.INFO)
+        assert not rasa_speedups.structlog_debug_enabled()
+        assert processor.copy.deepcopy(events) is events
+        configure_structlog(logging.DEBUG)
+        assert rasa_speedups.structlog_debug_enabled()
+        copied = processor.copy.deepcopy(events)
+        assert copied == events and copied is not events and copied[0]["value"] is not events[0]["value"]
+    finally:
+        configure_structlog(logging.INFO)
+
+
 def test_action_endpoint_keeps_its_connection_and_sends_utf8_json():
     async def scenario():
         peers, bodies = [], []
