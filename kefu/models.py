@@ -110,7 +110,7 @@ class OrderItem(Base):
     unit_price: Mapped[Decimal] = Column(Numeric(12, 2), nullable=False)
 
     order: Mapped[Order] = relationship("Order", back_populates="items")
-    product: Mapped[Product] = relationship("Product")
+    product: Mapped[Product] = relationship("Product", lazy="joined")  # an item is always shown with its product
 
 
 class Shipment(Base):
@@ -219,6 +219,13 @@ class Ticket(Base):
     history: Mapped[List["TicketEvent"]] = relationship(
         "TicketEvent", back_populates="ticket", cascade="all, delete-orphan", order_by="TicketEvent.id"
     )
+
+
+class NumberCounter(Base):
+    """The last business number handed out per prefix (``GD20261202``, ``RMA20261202``, ...): kefu.services.numbering."""
+    __tablename__ = "number_counters"
+    prefix: Mapped[str] = Column(String(32), primary_key=True)
+    value: Mapped[int] = Column(Integer, nullable=False)
 
 
 class TicketEvent(Base):

@@ -260,6 +260,15 @@ def test_tickets_get_unique_numbers_and_history(pg_url):
         assert len(all_nos) == len(set(all_nos))
 
 
+def test_concurrent_tickets_get_consecutive_unique_numbers_on_postgres(pg_url):
+    """Two action-server processes (or the desk) opening tickets at once: READ COMMITTED lets each count the same
+    rows; the counter row's lock makes the second wait for the first's number."""
+    from test_numbering import DAY, PREFIX, open_tickets_at_once
+
+    numbers = open_tickets_at_once(pg_url, 8, DAY)
+    assert sorted(numbers) == [f"{PREFIX}{n:03d}" for n in range(1, 9)]
+
+
 def test_invoice_requests_get_unique_numbers(pg_url):
     now = datetime.utcnow().replace(microsecond=0)
     with kefu_db.session_scope(pg_url) as session:

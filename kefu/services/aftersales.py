@@ -4,10 +4,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Optional
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kefu.models import AfterSale, Order
+from kefu.services import numbering
 from kefu.services.orders import Eligibility, return_deadline
 
 OPEN_STATUSES = ("submitted", "approved", "in_progress")
@@ -51,9 +51,7 @@ def can_request(order: Order, kind: str, now: datetime | None = None) -> Eligibi
 
 
 def next_rma_no(session: Session, now: datetime) -> str:
-    prefix = "RMA" + now.strftime("%Y%m%d")
-    count = len(session.execute(select(AfterSale.id).where(AfterSale.rma_no.like(prefix + "%"))).all())
-    return f"{prefix}{count + 1:04d}"
+    return numbering.next_number(session, "RMA" + now.strftime("%Y%m%d"), 4, AfterSale.rma_no)
 
 
 def create_request(session: Session, order: Order, kind: str, reason: str, detail: str | None = None,

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kefu.models import Invoice, Order
+from kefu.services import numbering
 from kefu.services.orders import Eligibility
 
 
@@ -24,9 +24,8 @@ def request_invoice(session: Session, order: Order, title: str = "个人", tax_i
     check = can_request(order)
     if not check.ok:
         raise ValueError(check.reason)
-    prefix = "FP" + now.strftime("%Y%m%d")
-    count = len(session.execute(select(Invoice.id).where(Invoice.request_no.like(prefix + "%"))).all())
-    invoice = Invoice(request_no=f"{prefix}{count + 1:04d}", order=order, kind=kind, title=title,
+    request_no = numbering.next_number(session, "FP" + now.strftime("%Y%m%d"), 4, Invoice.request_no)
+    invoice = Invoice(request_no=request_no, order=order, kind=kind, title=title,
                       tax_id=tax_id, amount=order.total_amount, status="requested", requested_at=now)
     session.add(invoice)
     session.flush()

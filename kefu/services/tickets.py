@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kefu.models import Order, Ticket, TicketEvent
+from kefu.services import numbering
 
 SLA_HOURS = {"urgent": 4, "high": 12, "normal": 24, "low": 72}
 
@@ -21,9 +22,7 @@ def tickets_of(session: Session, customer_id: int, limit: int = 5) -> List[Ticke
 
 
 def next_ticket_no(session: Session, now: datetime) -> str:
-    prefix = "GD" + now.strftime("%Y%m%d")
-    count = len(session.execute(select(Ticket.id).where(Ticket.ticket_no.like(prefix + "%"))).all())
-    return f"{prefix}{count + 1:03d}"
+    return numbering.next_number(session, "GD" + now.strftime("%Y%m%d"), 3, Ticket.ticket_no)
 
 
 def open_ticket(session: Session, *, customer_id: int, category: str, subject: str,
