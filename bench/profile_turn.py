@@ -25,10 +25,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 sys.path.insert(0, str(PROJECT_ROOT / "bench"))
 
-from rest_latency import run_level, seeded_sqlite, warm_up  # noqa: E402
+from rest_latency import bench_cluster, bench_stack, run_level, seeded_sqlite, warm_up  # noqa: E402
 
-from kefu.cluster import Cluster  # noqa: E402
-from kefu.stack import RasaStack  # noqa: E402
 
 
 def py_spy_command() -> List[str]:
@@ -78,11 +76,11 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="kefu-profile-"))
     if args.profile == "cluster":
-        stack = Cluster(workdir / "cluster", name="kefuprofile", fresh=True).start()
+        stack = bench_cluster(workdir / "cluster", "kefuprofile").start()
         url = f"{stack.url}/webhooks/rest/webhook"
         targets = [(f"rasa-{port}", proc.pid) for port, proc in stack.rasa.items()]
     else:
-        stack = RasaStack(workdir, seeded_sqlite(workdir / "kefu.db")).start()
+        stack = bench_stack(workdir, seeded_sqlite(workdir / "kefu.db")).start()
         url = stack.webhook
         targets = [("rasa", stack.proc.pid)]
     targets.append(("actions", stack.actions.proc.pid))

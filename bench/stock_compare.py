@@ -33,10 +33,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 sys.path.insert(0, str(PROJECT_ROOT / "bench"))
 
-from rest_latency import run_level, seeded_sqlite, warm_up  # noqa: E402
+from rest_latency import bench_cluster, bench_stack, run_level, seeded_sqlite, warm_up  # noqa: E402
 
 from kefu.cluster import Cluster, ServiceMissing  # noqa: E402
-from kefu.stack import VENV_BIN, RasaStack, free_port, wait_http  # noqa: E402
+from kefu.stack import VENV_BIN, free_port, wait_http  # noqa: E402
 
 SHARED_LOAD = PROJECT_ROOT.parent / "shared" / "bench" / "rest_load.py"
 ENV = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
@@ -114,7 +114,7 @@ def main() -> int:
                 record("stock, 2 workers + Redis lock", run_stock(project, 2, levels, args.messages))
 
         if "kefu" in configs:
-            stack = RasaStack(workdir / "kefu", seeded_sqlite(workdir / "kefu.db")).start()
+            stack = bench_stack(workdir / "kefu", seeded_sqlite(workdir / "kefu.db")).start()
             try:
                 record("kefu, 1 process (make run)", run_kefu(stack.webhook, levels, args.messages))
             finally:
@@ -123,7 +123,7 @@ def main() -> int:
         cluster: Optional[Cluster] = None
         try:
             if "cluster" in configs:
-                cluster = Cluster(workdir / "cluster", name="kefubench", fresh=True).start()
+                cluster = bench_cluster(workdir / "cluster", "kefubench").start()
                 record("kefu, 2 processes + nginx (make run-prod)",
                        run_kefu(f"{cluster.url}/webhooks/rest/webhook", levels, args.messages))
         except ServiceMissing as error:

@@ -200,6 +200,7 @@ class Cluster:
     with_desk: bool = False
     fresh: bool = False  # drop and recreate this cluster's databases
     extra_env: Dict[str, str] = field(default_factory=dict)
+    rest_settings: Dict = field(default_factory=dict)  # over credentials.yml's REST channel settings (benches)
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
@@ -239,6 +240,9 @@ class Cluster:
         if isinstance(widget, dict):  # agent replies reach a widget connected to another process
             widget["redis_url"] = (f"redis://{self.services.redis_host}:{self.services.redis_port}/"
                                    f"{self.services.redis_db}")
+        if self.rest_settings:
+            base["kefu.channels.rest.RestInput"] = {**(base.get("kefu.channels.rest.RestInput") or {}),
+                                                    **self.rest_settings}
         (self.workdir / "credentials.yml").write_text(yaml.safe_dump(base, allow_unicode=True))
         (self.workdir / "nginx-tmp").mkdir(exist_ok=True)
         (self.workdir / "nginx.conf").write_text(nginx_conf(self.workdir, self.port, self.rasa_ports))
