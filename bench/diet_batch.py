@@ -1,0 +1,82 @@
+"""What one NLU parse costs alone and inside a batch (kefu.nlu_batching): DIET's TensorFlow call, and the whole
+NLU graph run, per message, for batches of 1, 2, 4, 8 and 16 texts of the held-out test split.
+
+    .venv/bin/python bench/diet_batch.py [--model models/kefu.tar.gz] [--repeats 40]
+
+Wall time and process CPU time per message are printed; nothing else should run on the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+BATCHES = (1, 2, 4, 8, 16)
+
+
+def test_split_texts() -> list:
+    import yaml
+
+    examples = yaml.safe_load((PROJECT_ROOT / "tests" / "nlu_test" / "test_split.yml").read_text())["nlu"]
+    return [re.sub(r"\[([^\]]+)\](\([^)]*\)|\{[^}]*\})", r"\1", line[2:].strip())
+            for block in examples for line in block.get("examples", "").splitlines() if line.startswith("- ")]
+
+
+def per_message(run, size: int, repeats: int) -> tuple:
+    run(size)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(repeats):
+        run(size)
+    count = repeats * size
+    return (time.perf_counter() - wall) / count * 1000, (time.process_time() - cpu) / count * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(PROJECT_ROOT / "models" / "kefu.tar.gz"))
+    parser.add_argument("--repeats", type=int, default=40)
+    args = parser.parse_args()
+
+    from rasa.core.agent import Agent
+    from rasa.core.channels.channel import UserMessage
+
+    from kefu import nlu_batching, rasa_speedups
+
+    rasa_speedups.apply()
+    processor = Agent.load(args.model).processor
+    batcher = nlu_batching.batcher_for(processor)
+    runner = processor.graph_runner
+    diet_node = next(name for name, node in runner._instantiated_nodes.items()
+                     if type(node._component).__name__ == "DIETClassifier")
+    diet = runner._instantiated_nodes[diet_node]._component
+    featurized_by = runner._graph_schema.nodes[diet_node].needs["messages"]
+    texts = test_split_texts()[: max(BATCHES)]
+    messages = [UserMessage(text, sender_id=f"b{i}") for i, text in enumerate(texts)]
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    featurized = runner.run(inputs={"__message__": messages, "__tracker__": DialogueStateTracker.from_events("b", [])},
+                            targets=[featurized_by])[featurized_by]
+
+    def diet_call(size: int) -> None:
+        diet.model.run_inference(diet._create_model_data(featurized[:size], training=False), batch_size=size)
+
+    def graph_run(size: int) -> None:
+        batcher._run_graph(messages[:size], [True] * size)
+
+    print(f"{'batch':>5} | {'DIET call wall':>14} | {'CPU':>6} | {'NLU graph run wall':>18} | {'CPU':>6}  (ms per message)")
+    for size in BATCHES:
+        diet_wall, diet_cpu = per_message(diet_call, size, max(2, args.repeats * 4 // size))
+        graph_wall, graph_cpu = per_message(graph_run, size, max(2, args.repeats * 4 // size))
+        print(f"{size:>5} | {diet_wall:>14.2f} | {diet_cpu:>6.2f} | {graph_wall:>18.2f} | {graph_cpu:>6.2f}")
+
+
+if __name__ == "__main__":
+    main()
