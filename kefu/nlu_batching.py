@@ -110,7 +110,7 @@ def max_batch_setting() -> int:
 
 
 class ParseBatcher:
-    """One per message processor (i.e. per loaded model) and event loop: see the module's docstring."""
+    """One per message processor (i.e. per loaded model): see the module's docstring."""
 
     def __init__(self, processor: Any) -> None:
         from rasa.engine.constants import PLACEHOLDER_TRACKER
@@ -143,12 +143,7 @@ class ParseBatcher:
                 await asyncio.sleep(0)
                 batch, self.pending = self.pending[:self.max_batch], self.pending[self.max_batch:]
                 for (_, _, future), result in zip(batch, self._parse_batch(batch)):
-                    if future.done():
-                        continue  # its request was cancelled
-                    if isinstance(result, BaseException):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result)
+                    _deliver(future, result)
         finally:
             self.draining = False
 
@@ -186,6 +181,18 @@ class ParseBatcher:
             parse_data.update(message.as_dict(only_output_properties=only_output_properties))
             out.append(parse_data)
         return out
+
+
+def _deliver(future: asyncio.Future, result: Any) -> None:
+    if future.done():
+        return  # its request was cancelled
+    try:
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
+    except RuntimeError:  # the future's event loop is closed: nobody waits for it any more
+        logger.debug("parse result for a closed event loop dropped")
 
 
 def batcher_for(processor: Any) -> ParseBatcher:

@@ -130,3 +130,18 @@ def test_a_message_that_breaks_its_batch_fails_alone(processor, monkeypatch):
     for text, parse in zip(texts, results):
         if text != "poison":
             _assert_same_parse(parse, _alone(processor, text))
+
+
+def test_a_parse_left_waiting_by_a_closed_event_loop_does_not_stop_the_others(processor):
+    batcher = nlu_batching.batcher_for(processor)
+    closed = asyncio.new_event_loop()
+    stale = closed.create_future()
+    stale.add_done_callback(lambda future: None)  # setting its result would schedule this on the closed loop
+    closed.close()
+    batcher.pending.append((UserMessage("你好", sender_id="stale"), True, stale))
+
+    async def parse():
+        return await asyncio.wait_for(processor.parse_message(UserMessage("转人工", sender_id="fresh")), 60)
+
+    _assert_same_parse(asyncio.run(parse()), _alone(processor, "转人工"))
+    assert not batcher.pending and not batcher.draining
