@@ -24,6 +24,7 @@ tracker (none of Rasa's do) is parsed one message at a time, with its tracker, a
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from typing import Any, Dict, List, Optional, Text, Tuple
@@ -81,6 +82,7 @@ def _patch_diet_process() -> None:
     original = DIETClassifier.process
     ORIGINAL["diet_process"] = original
 
+    @functools.wraps(original)  # Rasa's graph validation reads process's type hints (resolved in Rasa's module)
     def process(self: DIETClassifier, messages: List[Any]) -> List[Any]:
         if type(self) is not DIETClassifier or not _batchable(self, messages):
             return original(self, messages)  # subclasses (ResponseSelector) and single messages: Rasa's loop

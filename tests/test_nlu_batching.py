@@ -145,3 +145,18 @@ def test_a_parse_left_waiting_by_a_closed_event_loop_does_not_stop_the_others(pr
 
     _assert_same_parse(asyncio.run(parse()), _alone(processor, "转人工"))
     assert not batcher.pending and not batcher.draining
+
+
+def test_rasa_still_validates_the_training_graph_with_the_batched_components():
+    """``rasa train`` validates every component's ``process`` signature; a replaced method must keep Rasa's."""
+    import rasa.engine.validation
+    from rasa.engine.recipes.recipe import Recipe
+    from rasa.shared.importers.importer import TrainingDataImporter
+    from rasa.shared.data import TrainingType
+
+    importer = TrainingDataImporter.load_from_config(str(ROOT / "config.yml"), str(ROOT / "domain"),
+                                                     [str(ROOT / "data")])
+    config = importer.get_config()
+    recipe = Recipe.recipe_for_name(config.get("recipe"))
+    config, _, _ = recipe.auto_configure(importer.get_config_file_for_auto_config(), config, TrainingType.BOTH)
+    rasa.engine.validation.validate(recipe.graph_config_for_recipe(config, {}, training_type=TrainingType.BOTH))
