@@ -1,5 +1,6 @@
 """What one NLU parse costs alone and inside a batch (kefu.nlu_batching): DIET's TensorFlow call, and the whole
-NLU graph run, per message, for batches of 1, 2, 4, 8 and 16 texts of the held-out test split.
+NLU graph run, per message, for batches of 1, 2, 4, 8 and 16 texts of the held-out test split. Then what the
+entity decode costs as Rasa's compiled CRF layer and as kefu.crf_numpy's numpy decode, per call.
 
     .venv/bin/python bench/diet_batch.py [--model models/kefu.tar.gz] [--repeats 40]
 
@@ -76,6 +77,31 @@ def main() -> None:
         diet_wall, diet_cpu = per_message(diet_call, size, max(2, args.repeats * 4 // size))
         graph_wall, graph_cpu = per_message(graph_run, size, max(2, args.repeats * 4 // size))
         print(f"{size:>5} | {diet_wall:>14.2f} | {diet_cpu:>6.2f} | {graph_wall:>18.2f} | {graph_cpu:>6.2f}")
+    crf_costs(diet, args.repeats)
+
+
+def crf_costs(diet, repeats: int) -> None:
+    import numpy as np
+    import tensorflow as tf
+
+    from kefu import crf_numpy
+
+    layer = diet.model._tf_layers["crf.entity"]
+    transitions = layer.transition_params.numpy()
+    tags = transitions.shape[0]
+    compiled = tf.function(lambda logits, lengths: layer(logits, lengths),
+                           input_signature=[tf.TensorSpec([None, None, tags], tf.float32),
+                                            tf.TensorSpec([None], tf.int32)])
+    print(f"\n{'tokens':>6} | {'batch':>5} | {'Rasa CRF layer (compiled)':>25} | {'numpy decode':>12}  (ms per call)")
+    generator = np.random.default_rng(1)
+    for length in (3, 8, 20):
+        for size in (1, 8):
+            logits = generator.normal(size=(size, length, tags)).astype(np.float32)
+            lengths = np.full(size, length, dtype=np.int32)
+            tensors = tf.constant(logits), tf.constant(lengths)
+            layer_ms, _ = per_message(lambda _: compiled(*tensors), 1, repeats * 5)
+            numpy_ms, _ = per_message(lambda _: crf_numpy.crf_decode(logits, transitions, lengths), 1, repeats * 5)
+            print(f"{length:>6} | {size:>5} | {layer_ms:>25.2f} | {numpy_ms:>12.2f}")
 
 
 if __name__ == "__main__":

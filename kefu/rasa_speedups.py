@@ -69,7 +69,7 @@ from typing import Any, Dict, List, Optional, Text, Tuple, Type
 
 import orjson
 
-from kefu import heap, incremental_history, nlu_batching, sparse_features
+from kefu import crf_numpy, heap, incremental_history, nlu_batching, sparse_features
 
 logger = logging.getLogger(__name__)
 _applied = False
@@ -568,5 +568,6 @@ def apply() -> None:
     incremental_history.apply()
     sparse_features.apply()
     nlu_batching.apply()
+    crf_numpy.apply()
     _patch_freeze_after_model_load()
     logger.debug("kefu.rasa_speedups applied")
