@@ -98,3 +98,15 @@ def rasa_stack(tmp_path_factory, demo_db_url, kb_copy, channel_credentials):
                       channels=channel_credentials, api_token=STACK_API_TOKEN).start()
     yield stack
     stack.stop()
+
+
+@pytest.fixture(scope="session")
+def test_split_texts():
+    """The texts of the held-out NLU test split, entity annotations removed."""
+    import re
+
+    import yaml
+
+    examples = yaml.safe_load((Path(__file__).resolve().parent / "nlu_test" / "test_split.yml").read_text())["nlu"]
+    return tuple(re.sub(r"\[([^\]]+)\](\([^)]*\)|\{[^}]*\})", r"\1", line[2:].strip())
+                 for block in examples for line in block.get("examples", "").splitlines() if line.startswith("- "))

@@ -13,7 +13,6 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.utils.tensorflow import crf as rasa_crf
 
 from kefu import crf_numpy, rasa_speedups
-from tests.test_nlu_batching import _test_split_texts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,9 +65,9 @@ def _retrace(model):
     model.__dict__.pop("_kefu_concrete", None)
 
 
-def test_diet_entities_match_rasas_crf_layer_on_the_test_split(diet, monkeypatch):
+def test_diet_entities_match_rasas_crf_layer_on_the_test_split(diet, monkeypatch, test_split_texts):
     classifier, featurize = diet
-    texts = _test_split_texts()[::2] + ["订单202411010001到哪了", "手机号13800138000 查一下", "SF1234567890123"]
+    texts = list(test_split_texts)[::2] + ["订单202411010001到哪了", "手机号13800138000 查一下", "SF1234567890123"]
     messages = featurize(texts)
 
     def predict_each():

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from pathlib import Path
 
 import pytest
-import yaml
 from rasa.core.agent import Agent
 from rasa.core.channels.channel import UserMessage
 from rasa.shared.core.trackers import DialogueStateTracker
@@ -16,12 +14,6 @@ from kefu import nlu_batching, rasa_speedups
 ROOT = Path(__file__).resolve().parent.parent
 
 rasa_speedups.apply()
-
-
-def _test_split_texts():
-    examples = yaml.safe_load((ROOT / "tests" / "nlu_test" / "test_split.yml").read_text())["nlu"]
-    return [re.sub(r"\[([^\]]+)\](\([^)]*\)|\{[^}]*\})", r"\1", line[2:].strip())
-            for block in examples for line in block.get("examples", "").splitlines() if line.startswith("- ")]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +44,7 @@ def test_the_nlu_graph_reads_no_tracker_so_parses_can_share_a_run(processor):
     assert not nlu_batching.batcher_for(processor).reads_tracker
 
 
-def test_batched_diet_gives_every_message_of_the_test_split_its_own_parse(processor, monkeypatch):
+def test_batched_diet_gives_every_message_of_the_test_split_its_own_parse(processor, monkeypatch, test_split_texts):
     from rasa.utils.tensorflow.models import RasaModel
 
     inference_batches = []
@@ -63,7 +55,7 @@ def test_batched_diet_gives_every_message_of_the_test_split_its_own_parse(proces
         return run_inference(self, model_data, batch_size=batch_size, **kwargs)
 
     monkeypatch.setattr(RasaModel, "run_inference", spied)
-    texts = _test_split_texts()
+    texts = list(test_split_texts)
     # messages of very different lengths in one batch: the padding must not reach any message's parse
     texts += ["订单", "我上周在你们店买的那个蓝牙耳机订单号是202411010001到现在物流一直没更新能不能帮我查一下谢谢",
               "13800138000", "SF1234567890123 到哪了", "dd202411010001 退款"]
