@@ -125,7 +125,6 @@ class ParseBatcher:
         self.draining = False
         self.max_batch = max_batch_setting()
         self.runs = 0
-        self.parsed = 0
 
     async def parse(self, message: Any, only_output_properties: bool) -> Dict[Text, Any]:
         loop = asyncio.get_running_loop()
@@ -176,7 +175,6 @@ class ParseBatcher:
         if len(parsed) != len(messages):
             raise RuntimeError(f"NLU graph returned {len(parsed)} parses for {len(messages)} messages")
         self.runs += 1
-        self.parsed += len(messages)
         out = []
         for message, only_output_properties in zip(parsed, only_output):
             parse_data = {TEXT: "", INTENT: {INTENT_NAME_KEY: None, PREDICTED_CONFIDENCE_KEY: 0.0}, ENTITIES: []}
