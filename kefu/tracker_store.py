@@ -22,10 +22,10 @@ It is also cheaper per message (``bench/profile_turn.py``, docs/performance.md):
   appended events (the last turns went to the other process), just those rows are read and replayed onto the
   kept tracker. Anything else -- a failed turn left unsaved events behind, a new session started, rows were
   removed, the entry was evicted -- reloads from the database exactly as Rasa does. On save, the events to
-  write are the ones added since the tracker was handed out, if the stamp shows nobody else wrote meanwhile;
-  otherwise Rasa's own count decides. Writes to one conversation are serialised by the
-  lock store (in-memory in one process, Redis across processes), so the stamp is read under the same lock that
-  guards the write. ``KEFU_TRACKER_CACHE_SIZE`` (default 512 conversations, LRU; 0 turns the cache off).
+  write are the ones added since the kept tracker was handed out; for any other tracker object Rasa's own count
+  decides. Writes to one conversation are serialised by the lock store (in-memory in one process, Redis across
+  processes), so the stamp read by the retrieve still holds at the save; the stamp after the write must be that
+  one plus the rows written, or the tracker is not kept. ``KEFU_TRACKER_CACHE_SIZE`` (default 512 conversations, LRU; 0 turns the cache off).
 - **The event broker gets the new events from the save itself.** Rasa's ``stream_events`` re-reads the whole
   tracker from the database on every save only to find which events are new.
 - Events are read as one JSON column instead of ORM objects, the "how many are stored" count on save is a plain
@@ -41,6 +41,7 @@ settings as Rasa's ``type: SQL``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -170,11 +171,19 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
             return None  # rows removed, or a new session (Rasa then reads only the events after it)
         return rows
 
+    @contextlib.contextmanager
+    def _read_scope(self) -> Iterator[Any]:
+        """A connection in autocommit mode for the reads of a retrieve: no transaction to end, so no ROLLBACK round
+        trip when it goes back to the pool. (PostgreSQL's default isolation, read committed, gave each statement
+        its own snapshot inside a transaction as well.)"""
+        with self.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as connection:
+            yield connection
+
     async def _retrieve_latest_session(self, sender_id: Text) -> Optional[DialogueStateTracker]:
         kept = self._kept.pop(sender_id, None)
         if kept is not None and len(kept.tracker.events) != kept.saved_length:
             kept = None  # changed in memory and never saved (a failed turn): not what the database holds
-        with self.session_scope() as session:
+        with self._read_scope() as session:
             stamp = self._stamp(session, sender_id)
             if kept is not None and kept.stamp == stamp:
                 self._keep(kept.tracker, stamp)
@@ -186,7 +195,10 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
                 self._keep(kept.tracker, stamp)
                 return kept.tracker
             tracker = self._load(session, sender_id, fetch_events_from_all_sessions=False)
-        if tracker is not None:
+            # A retrieve outside the conversation's lock (HTTP API, desk) can race a save of another process: kept
+            # with the stamp read before the load, the tracker would later get the save's events replayed twice.
+            settled = tracker is not None and self._stamp(session, sender_id) == stamp
+        if settled:
             self._keep(tracker, stamp)
         return tracker
 
@@ -216,7 +228,7 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
     async def _retrieve(self, sender_id: Text, fetch_events_from_all_sessions: bool
                         ) -> Optional[DialogueStateTracker]:
         """Rasa's ``_retrieve``, reading only the ``data`` column."""
-        with self.session_scope() as session:
+        with self._read_scope() as session:
             return self._load(session, sender_id, fetch_events_from_all_sessions)
 
     def _additional_events(self, session: Any, tracker: DialogueStateTracker) -> Iterator:
@@ -230,12 +242,9 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
         its ``as_dict()``."""
         kept = self._kept.pop(tracker.sender_id, None)
         with self.session_scope() as session:
-            if kept is not None and kept.tracker is tracker:
-                stamp = self._stamp(session, tracker.sender_id)
-                if stamp == kept.stamp:  # the database still holds exactly the events we handed out
-                    new_events = list(itertools.islice(tracker.events, kept.saved_length, len(tracker.events)))
-                else:
-                    new_events = list(self._additional_events(session, tracker))
+            handed_out = kept is not None and kept.tracker is tracker
+            if handed_out:  # retrieved under this conversation's lock: the database holds kept.stamp's events
+                new_events = list(itertools.islice(tracker.events, kept.saved_length, len(tracker.events)))
             else:
                 new_events = list(self._additional_events(session, tracker))
             rows, written = [], []
@@ -250,7 +259,9 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
                 session.execute(self._insert, rows)
             stamp = self._stamp(session, tracker.sender_id)
             session.commit()
-        # a new session: Rasa's retrieve returns only the events after it, so the object kept would differ
-        if not any(isinstance(event, SessionStarted) for event in new_events):
+        # Kept only if the database holds exactly the tracker's events: not after a new session (Rasa's retrieve
+        # returns only the events after it), nor if another writer added events meanwhile (a lock that expired).
+        exact = not handed_out or stamp[0] == kept.stamp[0] + len(rows)
+        if exact and not any(isinstance(event, SessionStarted) for event in new_events):
             self._keep(tracker, stamp)
         return written

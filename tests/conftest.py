@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from kefu import demo_data, migrate
+from kefu.cluster import listening
 from kefu.db import session_scope
-from kefu.stack import RasaStack
+from kefu.stack import RasaStack, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,3 +113,35 @@ def test_split_texts():
     examples = yaml.safe_load((Path(__file__).resolve().parent / "nlu_test" / "test_split.yml").read_text())["nlu"]
     return tuple(re.sub(r"\[([^\]]+)\](\([^)]*\)|\{[^}]*\})", r"\1", line[2:].strip())
                  for block in examples for line in block.get("examples", "").splitlines() if line.startswith("- "))
+
+
+class PrivateRedis:
+    """A redis-server of the test's own (Debian's package), so a test can stop and start it."""
+
+    def __init__(self, workdir: Path):
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc = None
+
+    def start(self) -> "PrivateRedis":
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no", "--dir", str(self.workdir)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if listening("127.0.0.1", self.port):
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("private redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def private_redis(tmp_path_factory):
+    server = PrivateRedis(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()

@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import time
 import uuid
-from pathlib import Path
 from typing import Dict, List
 
 import aiohttp
@@ -24,44 +23,13 @@ import pytest
 import requests
 
 from kefu.cluster import Cluster, Services, listening
-from kefu.stack import free_port
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 TOKEN = "prod-test-" + uuid.uuid4().hex
 
 
-class PrivateRedis:
-    def __init__(self, workdir: Path):
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc = None
-
-    def start(self) -> "PrivateRedis":
-        self.proc = subprocess.Popen([REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", str(self.workdir)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            if listening("127.0.0.1", self.port):
-                return self
-            time.sleep(0.05)
-        raise RuntimeError("private redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
 @pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = PrivateRedis(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory, redis_server):
-    services = Services(redis_port=redis_server.port)
+def cluster(tmp_path_factory, private_redis):
+    services = Services(redis_port=private_redis.port)
     services.check()  # fails loudly if PostgreSQL, RabbitMQ or nginx is missing
     name = "kefut_" + uuid.uuid4().hex[:8]
     stack = Cluster(tmp_path_factory.mktemp("cluster"), name=name, services=services, api_token=TOKEN,
@@ -182,11 +150,11 @@ def test_interleaved_senders_across_processes_lose_nothing_and_keep_order(cluste
     print(f"{len(senders) * 2 * pairs} messages in {elapsed:.1f}s ({len(senders) * 2 * pairs / elapsed:.1f} msg/s)")
 
 
-def test_redis_down_is_a_polite_apology_and_nothing_is_corrupted(cluster, redis_server):
+def test_redis_down_is_a_polite_apology_and_nothing_is_corrupted(cluster, private_redis):
     me = "redis-" + uuid.uuid4().hex[:8]
     assert "手机号" in text(cluster.url, me, "查一下订单202411150002")
     before = len(tracker(cluster, me)["events"])
-    redis_server.stop()
+    private_redis.stop()
     try:
         response = requests.post(f"{cluster.url}/webhooks/rest/webhook", json={"sender": me, "message": "13800138000"},
                                  timeout=60)
@@ -195,7 +163,7 @@ def test_redis_down_is_a_polite_apology_and_nothing_is_corrupted(cluster, redis_
         assert "抱歉" in response.json()[0]["text"]
         assert len(tracker(cluster, me)["events"]) == before  # nothing half-written
     finally:
-        redis_server.start()
+        private_redis.start()
     assert "202411150002" in text(cluster.url, me, "13800138000")  # the same conversation goes on
 
 

@@ -146,6 +146,61 @@ def test_a_write_by_another_process_is_seen(store_settings):
     asyncio.run(scenario())
 
 
+def test_a_retrieve_racing_another_processs_save_never_replays_events_twice(store_settings):
+    """A retrieve outside the conversation's lock (HTTP API, desk) while the other process saves: the events
+    saved between its stamp and its load are in the tracker it returns, and must not be replayed again later."""
+    async def scenario():
+        first, reader = make_store(store_settings), make_store(store_settings)
+        await saved_turn(first, "c8", "一", "A")
+        await reader.retrieve("c8")
+        writer = await first.retrieve("c8")
+        turn(writer, "二", "B")
+        load = reader._load
+
+        def load_after_a_save(*args, **kwargs):
+            with first.session_scope() as session:  # the other process's save lands between stamp and load
+                session.execute(first._insert, [{"sender_id": "c8", "type_name": e.type_name,
+                                                 "timestamp": e.timestamp, "intent_name": None,
+                                                 "action_name": None, "data": json.dumps(e.as_dict())}
+                                                for e in list(writer.events)[-5:]])
+                session.commit()
+            return load(*args, **kwargs)
+
+        turn(await reader.retrieve("c8"), "未保存", "X")  # makes the reader reload (a failed turn)
+        reader._load = load_after_a_save
+        raced = await reader.retrieve("c8")
+        reader._load = load
+        assert texts(raced) == ["一", "二"]
+        again = await reader.retrieve("c8")
+        assert texts(again) == ["一", "二"]
+        rasa_view = await SQLTrackerStore(domain=DOMAIN, **store_settings).retrieve("c8")
+        assert len(again.events) == len(rasa_view.events)
+        dispose(first, reader)
+
+    asyncio.run(scenario())
+
+
+def test_a_write_by_another_holder_between_retrieve_and_save_loses_nothing(store_settings):
+    """Should the conversation's lock expire mid-turn, the other process may write between this process's
+    retrieve and save: both turns must be stored, and the next retrieve must show what the database holds."""
+    async def scenario():
+        first, second = make_store(store_settings), make_store(store_settings)
+        await saved_turn(first, "c9", "一", "A")
+        mine = await first.retrieve("c9")
+        theirs = await second.retrieve("c9")
+        turn(theirs, "他的", "B")
+        await second.save(theirs)
+        turn(mine, "我的", "C")
+        await first.save(mine)
+        rasa_view = await SQLTrackerStore(domain=DOMAIN, **store_settings).retrieve("c9")
+        assert texts(rasa_view) == ["一", "他的", "我的"]
+        back = await first.retrieve("c9")
+        assert texts(back) == texts(rasa_view) and len(back.events) == len(rasa_view.events)
+        dispose(first, second)
+
+    asyncio.run(scenario())
+
+
 def test_a_new_session_started_by_another_process_reloads(store_settings):
     async def scenario():
         first, second = make_store(store_settings), make_store(store_settings)
