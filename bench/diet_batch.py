@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -24,11 +23,9 @@ BATCHES = (1, 2, 4, 8, 16)
 
 
 def test_split_texts() -> list:
-    import yaml
+    from kefu.analytics.gaps import load_nlu_examples
 
-    examples = yaml.safe_load((PROJECT_ROOT / "tests" / "nlu_test" / "test_split.yml").read_text())["nlu"]
-    return [re.sub(r"\[([^\]]+)\](\([^)]*\)|\{[^}]*\})", r"\1", line[2:].strip())
-            for block in examples for line in block.get("examples", "").splitlines() if line.startswith("- ")]
+    return [text for texts in load_nlu_examples(PROJECT_ROOT / "tests" / "nlu_test").values() for text in texts]
 
 
 def per_message(run, size: int, repeats: int) -> tuple:

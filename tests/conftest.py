@@ -106,13 +106,9 @@ def rasa_stack(tmp_path_factory, demo_db_url, kb_copy, channel_credentials):
 @pytest.fixture(scope="session")
 def test_split_texts():
     """The texts of the held-out NLU test split, entity annotations removed."""
-    import re
+    from kefu.analytics.gaps import load_nlu_examples
 
-    import yaml
-
-    examples = yaml.safe_load((Path(__file__).resolve().parent / "nlu_test" / "test_split.yml").read_text())["nlu"]
-    return tuple(re.sub(r"\[([^\]]+)\](\([^)]*\)|\{[^}]*\})", r"\1", line[2:].strip())
-                 for block in examples for line in block.get("examples", "").splitlines() if line.startswith("- "))
+    return tuple(text for texts in load_nlu_examples(ROOT / "tests" / "nlu_test").values() for text in texts)
 
 
 class PrivateRedis:

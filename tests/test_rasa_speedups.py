@@ -248,12 +248,11 @@ def test_action_payload_serialiser_matches_json_and_handles_what_orjson_refuses(
     assert rasa_speedups.json_loads(rasa_speedups.json_text({"text": "查订单"})) == {"text": "查订单"}
 
 
-def test_diet_called_through_its_concrete_function_predicts_what_tensorflow_call_predicts(tmp_path, monkeypatch):
+def test_diet_called_through_its_concrete_function_predicts_what_tensorflow_call_predicts(tmp_path, monkeypatch,
+                                                                                        test_split_texts):
     """The trained model's NLU graph on the NLU test split, with the direct call and with TensorFlow's own call."""
-    import re
     from pathlib import Path
 
-    import yaml
     from rasa.core.channels.channel import UserMessage
     from rasa.engine import loader
     from rasa.engine.runner.dask import DaskGraphRunner
@@ -264,9 +263,7 @@ def test_diet_called_through_its_concrete_function_predicts_what_tensorflow_call
     rasa_speedups.apply()
     metadata, runner = loader.load_predict_graph_runner(tmp_path, root / "models" / "kefu.tar.gz",
                                                         LocalModelStorage, DaskGraphRunner)
-    examples = yaml.safe_load((root / "tests" / "nlu_test" / "test_split.yml").read_text())["nlu"]
-    texts = [re.sub(r"\[([^\]]+)\](\([^)]*\)|\{[^}]*\})", r"\1", line[2:].strip())
-             for block in examples for line in block.get("examples", "").splitlines() if line.startswith("- ")][::5][:60]
+    texts = list(test_split_texts[::5][:60])
     assert len(texts) >= 40
 
     def parse(text):
