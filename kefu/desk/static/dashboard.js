@@ -1,37 +1,18 @@
 /* 数据看板 — plain JS, charts drawn as inline SVG (no chart library).
-   Data: GET /api/analytics/summary (kefu/desk/dashboard.py); KPI definitions: docs/analytics.md. */
+   Data: GET /api/analytics/summary (kefu/desk/dashboard.py); KPI definitions: docs/analytics.md.
+   $, el and appendChildren come from dom.js. */
 "use strict";
 
-const $ = (id) => document.getElementById(id);
 const SVG_NS = "http://www.w3.org/2000/svg";
 const BLUE = "#3370ff", ORANGE = "#ff8800", GREEN = "#00a870", RED = "#f54a45", GREY = "#8f959e";
 const state = { seq: 0, data: null, edited: false };  // edited: dates typed since the last query
-
-function el(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs || {})) {
-    if (value === undefined || value === null) continue;
-    if (key === "class") node.className = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value);
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
 
 function svg(tag, attrs, ...children) {
   const node = document.createElementNS(SVG_NS, tag);
   for (const [key, value] of Object.entries(attrs || {})) {
     if (value !== undefined && value !== null) node.setAttribute(key, value);
   }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
+  return appendChildren(node, children);
 }
 const tip = (text) => svg("title", {}, text);
 

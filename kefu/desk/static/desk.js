@@ -1,4 +1,5 @@
-/* 客服工作台 — plain JS, no build step. Talks to kefu/desk/app.py (JSON + Server-Sent Events). */
+/* 客服工作台 — plain JS, no build step. Talks to kefu/desk/app.py (JSON + Server-Sent Events).
+   $ and el come from dom.js. */
 "use strict";
 
 const PRIORITY = { urgent: "紧急", high: "高", normal: "普通", low: "低" };
@@ -7,22 +8,6 @@ const STATUS = { waiting: "排队中", assigned: "接待中", closed: "已结束
 
 const state = { me: null, csrf: "", queue: null, currentId: null, conv: null, source: null, poll: null,
   statusSeq: 0, statusPending: false };  // the agent's own online switch: changes made, one in flight
-const $ = (id) => document.getElementById(id);
-
-function el(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs || {})) {
-    if (value === undefined || value === null) continue;
-    if (key === "class") node.className = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value);
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
 
 async function api(method, path, body) {
   const options = { method, headers: {}, credentials: "same-origin" };
