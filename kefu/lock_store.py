@@ -33,7 +33,7 @@ from typing import Any, AsyncGenerator, Dict, Optional, Text
 
 from rasa.core.constants import DEFAULT_LOCK_LIFETIME
 from rasa.core.lock import TicketLock
-from rasa.core.lock_store import LOCK_LIFETIME, LockError, RedisLockStore
+from rasa.core.lock_store import DEFAULT_SOCKET_TIMEOUT_IN_SECONDS, LOCK_LIFETIME, LockError, RedisLockStore
 from rasa.utils.endpoints import EndpointConfig
 
 logger = logging.getLogger(__name__)
@@ -116,9 +116,13 @@ class AtomicRedisLockStore(RedisLockStore):
         if endpoint_config is not None:  # created from endpoints.yml (a custom lock store type)
             kwargs = {"host": endpoint_config.url or "localhost", **endpoint_config.kwargs, **kwargs}
         super().__init__(**kwargs)
-        # the asyncio client talks to the same server as Rasa's synchronous one (self.red)
-        self._connection_kwargs: Dict[str, Any] = dict(self.red.connection_pool.connection_kwargs)
-        self._connection_class = self.red.connection_pool.connection_class
+        # the asyncio client gets the settings Rasa's synchronous one (self.red) was made with
+        self._async_settings: Dict[str, Any] = {
+            "host": kwargs.get("host", "localhost"), "port": int(kwargs.get("port", 6379)),
+            "db": int(kwargs.get("db", 1)), "username": kwargs.get("username"), "password": kwargs.get("password"),
+            "ssl": bool(kwargs.get("use_ssl", False)), "ssl_certfile": kwargs.get("ssl_certfile"),
+            "ssl_keyfile": kwargs.get("ssl_keyfile"), "ssl_ca_certs": kwargs.get("ssl_ca_certs"),
+            "socket_timeout": kwargs.get("socket_timeout", DEFAULT_SOCKET_TIMEOUT_IN_SECONDS)}
         self._async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = (
             weakref.WeakKeyDictionary())
         self._take, self._poll, self._return = (self.red.register_script(script)
@@ -130,16 +134,11 @@ class AtomicRedisLockStore(RedisLockStore):
     def _async_scripts(self) -> Dict[str, Any]:
         """The three scripts on one ``redis.asyncio`` client per event loop (each Sanic worker runs its own)."""
         import redis.asyncio
-        from redis import connection as sync_connection
 
         loop = asyncio.get_running_loop()
         scripts = self._async_clients.get(loop)
         if scripts is None:
-            ssl = issubclass(self._connection_class, sync_connection.SSLConnection)
-            pool = redis.asyncio.ConnectionPool(
-                connection_class=redis.asyncio.SSLConnection if ssl else redis.asyncio.Connection,
-                **self._connection_kwargs)
-            client = redis.asyncio.Redis(connection_pool=pool)
+            client = redis.asyncio.Redis(**self._async_settings)
             scripts = {script: client.register_script(script) for script in (TAKE_TICKET, POLL_TICKET, RETURN_TICKET)}
             self._async_clients[loop] = scripts
         return scripts

@@ -152,3 +152,22 @@ def test_taking_a_ticket_twice_with_one_token_takes_one_ticket(stores):
         assert [ticket.number for ticket in store.get_lock("twice").tickets] == [0, 1]
 
     asyncio.run(main())
+
+
+def test_the_asyncio_client_gets_the_stores_settings():
+    import redis.asyncio
+
+    from kefu.stack import free_port
+
+    store = AtomicRedisLockStore(host="127.0.0.1", port=free_port(), db=3, password="secret", use_ssl=True,
+                                 ssl_ca_certs="/etc/ssl/certs/ca-certificates.crt")
+
+    async def main():
+        client = next(iter(store._async_scripts().values())).registered_client
+        pool = client.connection_pool
+        assert pool.connection_class is redis.asyncio.SSLConnection
+        assert {key: pool.connection_kwargs[key] for key in ("db", "password", "ssl_ca_certs")} == {
+            "db": 3, "password": "secret", "ssl_ca_certs": "/etc/ssl/certs/ca-certificates.crt"}
+        assert pool.make_connection().port == store._async_settings["port"]  # every setting is one it accepts
+
+    asyncio.run(main())
