@@ -25,7 +25,8 @@ It is also cheaper per message (``bench/profile_turn.py``, docs/performance.md):
   write are the ones added since the kept tracker was handed out; for any other tracker object Rasa's own count
   decides. Writes to one conversation are serialised by the lock store (in-memory in one process, Redis across
   processes), so the stamp read by the retrieve still holds at the save; the stamp after the write must be that
-  one plus the rows written, or the tracker is not kept. ``KEFU_TRACKER_CACHE_SIZE`` (default 512 conversations, LRU; 0 turns the cache off).
+  one plus the rows written, or the tracker is not kept. ``KEFU_TRACKER_CACHE_SIZE`` (default 512 conversations,
+  LRU; 0 turns the cache off).
 - **The event broker gets the new events from the save itself.** Rasa's ``stream_events`` re-reads the whole
   tracker from the database on every save only to find which events are new.
 - Events are read as one JSON column instead of ORM objects, the "how many are stored" count on save is a plain
