@@ -106,6 +106,8 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
                                     table.c.id > sa.bindparam("after_id"))
                              .order_by(table.c.id))
         self._insert = table.insert()
+        # the reads of a retrieve (``_read_scope``); shares self.engine's pool, also after a dispose
+        self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def _with_retries(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         deadline = time.monotonic() + _retry_seconds()
@@ -177,7 +179,7 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
         """A connection in autocommit mode for the reads of a retrieve: no transaction to end, so no ROLLBACK round
         trip when it goes back to the pool. (PostgreSQL's default isolation, read committed, gave each statement
         its own snapshot inside a transaction as well.)"""
-        with self.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as connection:
+        with self._autocommit_engine.connect() as connection:
             yield connection
 
     async def _retrieve_latest_session(self, sender_id: Text) -> Optional[DialogueStateTracker]:
