@@ -1,5 +1,5 @@
 """What one NLU parse costs alone and inside a batch (kefu.nlu_batching): DIET's TensorFlow call, and the whole
-NLU graph run, per message, for batches of 1, 2, 4, 8 and 16 texts of the held-out test split. Then what the
+NLU graph run, per message, for batches of 1, 2, 4, 8, 16 and 32 texts of the held-out test split. Then what the
 entity decode costs as Rasa's compiled CRF layer and as kefu.crf_numpy's numpy decode, per call.
 
     .venv/bin/python bench/diet_batch.py [--model models/kefu.tar.gz] [--repeats 40]
@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-BATCHES = (1, 2, 4, 8, 16)
+BATCHES = (1, 2, 4, 8, 16, 32)
 
 
 def test_split_texts() -> list:

@@ -7,7 +7,7 @@ one message, run on the event loop. Here:
 1. ``MessageProcessor.parse_message`` hands the message to the processor's ``ParseBatcher`` and awaits its parse.
    The batcher lets the event loop turn twice (so conversations whose tracker or lock has just arrived reach
    their parse too), then runs the NLU graph once for every message waiting (at most ``KEFU_NLU_MAX_BATCH``,
-   default 16; 1 parses each message alone). Under load, the messages that arrive during a graph run make the
+   default 32; 1 parses each message alone). Under load, the messages that arrive during a graph run make the
    next batch; a message on an idle server waits two loop turns, microseconds. (A worker thread for the graph
    run batched about as well and cost the same CPU, with more to get wrong; measured in docs/performance.md.)
 2. ``DIETClassifier.process`` predicts all messages of a run in one TensorFlow call, then reads each message's
@@ -34,7 +34,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 MAX_BATCH_ENV = "KEFU_NLU_MAX_BATCH"  # at most this many messages per graph run; 1 parses each message alone
-DEFAULT_MAX_BATCH = 16
+DEFAULT_MAX_BATCH = 32
 ORIGINAL: Dict[str, Any] = {}  # Rasa's own functions, kept for the equivalence tests
 _applied = False
 

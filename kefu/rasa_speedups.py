@@ -257,6 +257,25 @@ def json_bytes(value: Any) -> bytes:
 
 
 WINDOW_SETTING = "events_window_turns"
+WINDOW_BY_ACTION_SETTING = "events_window_turns_by_action"  # {action name: turns}, for actions that read less
+
+
+def window_turns(settings: Dict[Text, Any], action_name: Text) -> Optional[int]:
+    """How many user messages back the events sent to `action_name` start: its own entry under
+    ``events_window_turns_by_action`` in the action endpoint, else ``events_window_turns``, else all (None).
+    A value that is not a positive whole number is ignored with a warning (the endpoint file is hand-edited)."""
+    by_action = settings.get(WINDOW_BY_ACTION_SETTING) or {}
+    candidates = []
+    if isinstance(by_action, dict) and action_name in by_action:
+        candidates.append((f"{WINDOW_BY_ACTION_SETTING}.{action_name}", by_action[action_name]))
+    candidates.append((WINDOW_SETTING, settings.get(WINDOW_SETTING)))
+    for name, value in candidates:
+        if value is None:
+            continue
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        logger.warning("action endpoint: %s=%r is not a positive whole number; ignored", name, value)
+    return None
 
 
 def events_window(events: Any, turns: Any) -> List[Any]:
@@ -290,10 +309,11 @@ def _patch_action_payload_events() -> None:
 
     def _action_call_format(self: RemoteAction, tracker: Any, domain: Any) -> Dict[Text, Any]:
         # Rasa's payload (RemoteAction._action_call_format), with the tracker state built without events and the
-        # events (verbosity ALL: every event the tracker holds; see `events_window` for the endpoint's
-        # `events_window_turns`) added as one pre-serialised part
+        # events (verbosity ALL: every event the tracker holds; see `events_window` and `window_turns` for the
+        # endpoint's `events_window_turns` and `events_window_turns_by_action`) added as one pre-serialised part
         state = tracker.current_state(EventVerbosity.NONE)
-        state["events"] = _EventsJson(events_window(tracker.events, self.action_endpoint.kwargs.get(WINDOW_SETTING)))
+        turns = window_turns(self.action_endpoint.kwargs, self._name)
+        state["events"] = _EventsJson(events_window(tracker.events, turns))
         result = {"next_action": self._name, "sender_id": tracker.sender_id, "tracker": state,
                   "version": rasa.__version__}
         if not self._is_selective_domain_enabled() or domain.does_custom_action_explicitly_need_domain(self.name()):

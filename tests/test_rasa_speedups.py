@@ -392,6 +392,51 @@ def test_action_payload_events_window_starts_at_the_nth_latest_user_message():
     assert action_endpoint(5055)[rasa_speedups.WINDOW_SETTING] == configured >= TRANSCRIPT_MESSAGES
 
 
+def test_an_action_can_have_its_own_events_window():
+    import json
+
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import ActionExecuted, SessionStarted, SlotSet, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    from kefu.stack import action_endpoint
+
+    domain = Domain.from_yaml('version: "3.1"\nintents: [greet]\nslots:\n  phone:\n    type: any\n    mappings: []\n'
+                              'actions: [action_run_task, validate_order_form]\n')
+    events = [ActionExecuted("action_session_start"), SessionStarted(), ActionExecuted("action_listen")]
+    for turn in range(4):
+        events += [UserUttered(f"第{turn}句", {"name": "greet", "confidence": 0.9}, input_channel="telegram"),
+                   ActionExecuted("order_form"), SlotSet("phone", f"1380013800{turn}"), ActionExecuted("action_listen")]
+    events = events[:-1]  # the current turn is still open
+    tracker = DialogueStateTracker.from_events("客户-3", events, slots=domain.slots)
+
+    def sent(action_name, **settings):
+        action = RemoteAction(action_name, EndpointConfig("http://127.0.0.1:1/webhook", **settings))
+        return json.loads(rasa_speedups.json_bytes(action._action_call_format(tracker, domain)))["tracker"]["events"]
+
+    settings = {"events_window_turns": 3, "events_window_turns_by_action": {"validate_order_form": 1}}
+    assert [e.get("text") for e in sent("validate_order_form", **settings) if e["event"] == "user"] == ["第3句"]
+    assert [e["event"] for e in sent("validate_order_form", **settings)] == ["user", "action", "slot"]
+    assert [e.get("text") for e in sent("action_run_task", **settings) if e["event"] == "user"] == ["第1句", "第2句", "第3句"]
+    # rasa-sdk reads what the validator needs from that window: the channel and the slot candidates
+    from rasa_sdk import Tracker
+
+    state = json.loads(rasa_speedups.json_bytes(RemoteAction("validate_order_form", EndpointConfig(
+        "http://127.0.0.1:1/webhook", **settings))._action_call_format(tracker, domain)))["tracker"]
+    sdk_tracker = Tracker.from_dict(state)
+    assert sdk_tracker.get_latest_input_channel() == "telegram"
+    assert sdk_tracker.slots_to_validate() == {"phone": "13800138003"}
+    # bad values are ignored (with a warning), never a failed action call
+    for bad in (0, -1, "1", True, 1.5):
+        broken = {"events_window_turns": 3, "events_window_turns_by_action": {"validate_order_form": bad}}
+        assert sent("validate_order_form", **broken) == sent("action_run_task", **settings)
+    assert rasa_speedups.window_turns({"events_window_turns_by_action": ["validate_order_form"]}, "x") is None
+    # what the project runs with
+    configured = action_endpoint(5055)
+    assert rasa_speedups.window_turns(configured, "validate_order_form") == 1
+    assert rasa_speedups.window_turns(configured, "validate_leave_message_form") == configured["events_window_turns"]
+
+
 def test_sparse_features_are_combined_as_rasa_combines_them():
     import numpy as np
     import scipy.sparse
