@@ -258,6 +258,7 @@ def json_bytes(value: Any) -> bytes:
 
 WINDOW_SETTING = "events_window_turns"
 WINDOW_BY_ACTION_SETTING = "events_window_turns_by_action"  # {action name: turns}, for actions that read less
+_WARNED_WINDOWS: set = set()
 
 
 def window_turns(settings: Dict[Text, Any], action_name: Text) -> Optional[int]:
@@ -274,7 +275,9 @@ def window_turns(settings: Dict[Text, Any], action_name: Text) -> Optional[int]:
             continue
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
-        logger.warning("action endpoint: %s=%r is not a positive whole number; ignored", name, value)
+        if (name, repr(value)) not in _WARNED_WINDOWS:  # once, not on every action call
+            _WARNED_WINDOWS.add((name, repr(value)))
+            logger.warning("action endpoint: %s=%r is not a positive whole number; ignored", name, value)
     return None
 
 
