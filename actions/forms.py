@@ -43,12 +43,12 @@ class ValidateOrderForm(FormValidationAction):
             _REQUIRED_MEMO.reset(token)
         return drop_unchanged_slots(events, before)
 
-    def _required(self, tracker: Tracker) -> List[str]:
+    async def _required(self, tracker: Tracker) -> List[str]:
         memo = _REQUIRED_MEMO.get()
         key = tuple(repr(tracker.get_slot(name)) for name in _REQUIRED_DEPENDS_ON)  # slot values may be dicts
         if memo is not None and key in memo:
-            return list(memo[key])
-        required = self._required_now(tracker)
+            return list(memo[key])  # answered on the event loop: no worker-thread hand-off
+        required = await asyncio.to_thread(self._required_now, tracker)
         if memo is not None:
             memo[key] = required
         return list(required)
@@ -68,7 +68,7 @@ class ValidateOrderForm(FormValidationAction):
         return ["order_id"]
 
     async def required_slots(self, domain_slots, dispatcher, tracker, domain) -> List[str]:
-        return await asyncio.to_thread(self._required, tracker)
+        return await self._required(tracker)
 
     async def extract_order_id(self, dispatcher, tracker: Tracker, domain) -> Dict[str, Any]:
         # "SF100000000001 到哪了": a tracking number identifies the order as well
