@@ -27,9 +27,8 @@ import asyncio
 import logging
 import time
 import uuid
-import weakref
 from contextlib import asynccontextmanager
-from typing import Any, AsyncGenerator, Dict, Optional, Text
+from typing import Any, AsyncGenerator, Dict, Optional, Text, Tuple
 
 from rasa.core.constants import DEFAULT_LOCK_LIFETIME
 from rasa.core.lock import TicketLock
@@ -123,8 +122,9 @@ class AtomicRedisLockStore(RedisLockStore):
             "ssl": bool(kwargs.get("use_ssl", False)), "ssl_certfile": kwargs.get("ssl_certfile"),
             "ssl_keyfile": kwargs.get("ssl_keyfile"), "ssl_ca_certs": kwargs.get("ssl_ca_certs"),
             "socket_timeout": kwargs.get("socket_timeout", DEFAULT_SOCKET_TIMEOUT_IN_SECONDS)}
-        self._async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = (
-            weakref.WeakKeyDictionary())
+        # (event loop, its scripts): only the latest loop's client is kept, so a process that runs many loops one
+        # after another (tests, `asyncio.run` per call) does not keep every old loop and its client alive
+        self._async_client: Optional[Tuple[asyncio.AbstractEventLoop, Dict[str, Any]]] = None
         self._take, self._poll, self._return = (self.red.register_script(script)
                                                 for script in (TAKE_TICKET, POLL_TICKET, RETURN_TICKET))
 
@@ -132,16 +132,16 @@ class AtomicRedisLockStore(RedisLockStore):
         return self.key_prefix + conversation_id
 
     def _async_scripts(self) -> Dict[str, Any]:
-        """The three scripts on one ``redis.asyncio`` client per event loop (each Sanic worker runs its own)."""
+        """The three scripts on a ``redis.asyncio`` client of the running event loop (each Sanic worker process runs
+        one loop); a client is bound to the loop it was first used on, so another loop gets a new one."""
         import redis.asyncio
 
         loop = asyncio.get_running_loop()
-        scripts = self._async_clients.get(loop)
-        if scripts is None:
+        if self._async_client is None or self._async_client[0] is not loop:
             client = redis.asyncio.Redis(**self._async_settings)
             scripts = {script: client.register_script(script) for script in (TAKE_TICKET, POLL_TICKET, RETURN_TICKET)}
-            self._async_clients[loop] = scripts
-        return scripts
+            self._async_client = (loop, scripts)
+        return self._async_client[1]
 
     async def _run(self, script: str, conversation_id: Text, *args: Any) -> Any:
         """Run one script; once more on a broken connection (a pooled connection to a Redis that has restarted

@@ -171,3 +171,21 @@ def test_the_asyncio_client_gets_the_stores_settings():
         assert pool.make_connection().port == store._async_settings["port"]  # every setting is one it accepts
 
     asyncio.run(main())
+
+
+def test_a_store_serves_successive_event_loops_and_keeps_none_of_the_old_ones(stores):
+    import gc
+    import weakref
+
+    loops = []
+
+    async def hold(n):
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        async with stores[0].lock(f"loop-{n}", wait_time_in_seconds=0.005):
+            await asyncio.sleep(0)
+
+    for n in range(3):  # `asyncio.run` per call: a new loop each time
+        asyncio.run(hold(n))
+    gc.collect()
+    assert [ref() is None for ref in loops] == [True, True, False]  # only the latest loop's client is kept
+    assert stores[0].red.keys("*") == []
