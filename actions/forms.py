@@ -31,6 +31,9 @@ _REQUIRED_DEPENDS_ON = ("order_id", "customer_id", "task", "verify_failures")
 
 
 class ValidateOrderForm(FormValidationAction):
+    """Reads only the current turn (slots, the latest message and its channel, the slot candidates at the end of
+    the events): Rasa sends it only that turn's events (`events_window_turns_by_action` in endpoints.yml)."""
+
     def name(self) -> str:
         return "validate_order_form"
 
