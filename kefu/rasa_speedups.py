@@ -273,6 +273,8 @@ def window_turns(settings: Dict[Text, Any], action_name: Text) -> Optional[int]:
     for name, value in candidates:
         if value is None:
             continue
+        if isinstance(value, str) and value.strip().isdigit():  # `"10"`, quoted in the YAML
+            value = int(value)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
         if (name, repr(value)) not in _WARNED_WINDOWS:  # once, not on every action call

@@ -427,10 +427,11 @@ def test_an_action_can_have_its_own_events_window():
     assert sdk_tracker.get_latest_input_channel() == "telegram"
     assert sdk_tracker.slots_to_validate() == {"phone": "13800138003"}
     # bad values are ignored (with a warning), never a failed action call
-    for bad in (0, -1, "1", True, 1.5):
+    for bad in (0, -1, "0", "eins", True, 1.5, [1]):
         broken = {"events_window_turns": 3, "events_window_turns_by_action": {"validate_order_form": bad}}
         assert sent("validate_order_form", **broken) == sent("action_run_task", **settings)
     assert rasa_speedups.window_turns({"events_window_turns_by_action": ["validate_order_form"]}, "x") is None
+    assert rasa_speedups.window_turns({"events_window_turns": " 7"}, "x") == 7  # quoted in the YAML
     # what the project runs with
     configured = action_endpoint(5055)
     assert rasa_speedups.window_turns(configured, "validate_order_form") == 1
