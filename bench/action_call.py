@@ -32,19 +32,17 @@ sys.path.insert(0, str(PROJECT_ROOT / "bench"))
 
 import requests  # noqa: E402
 
+from bench_stats import cpu_seconds  # noqa: E402
 from rest_latency import QUERY, conversation, seeded_sqlite  # noqa: E402
 
 from kefu import rasa_speedups  # noqa: E402
 from kefu.stack import RasaStack, action_endpoint  # noqa: E402
 
-TICK = os.sysconf("SC_CLK_TCK")
 TOKEN = "bench-action-call"
 
 
 def process_cpu(pid: int) -> float:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
 
 
 def open_turn(stack: RasaStack, sender: str, turns: int):

@@ -24,9 +24,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 sys.path.insert(0, str(PROJECT_ROOT / "bench"))
 
+from bench_stats import cpu_seconds  # noqa: E402
 from rest_latency import run_level, serving, warm_up  # noqa: E402
 
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def classify(pid: int, command: str) -> str:
@@ -52,9 +52,7 @@ def cpu_snapshot() -> Dict[int, Tuple[str, float]]:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        seconds = (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
-        snapshot[int(entry.name)] = (classify(int(entry.name), command or stat), seconds)
+        snapshot[int(entry.name)] = (classify(int(entry.name), command or stat), cpu_seconds(stat))
     return snapshot
 
 

@@ -42,7 +42,6 @@ settings as Rasa's ``type: SQL``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import os
@@ -106,7 +105,9 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
                                     table.c.id > sa.bindparam("after_id"))
                              .order_by(table.c.id))
         self._insert = table.insert()
-        # the reads of a retrieve (``_read_scope``); shares self.engine's pool, also after a dispose
+        # The reads of a retrieve run in autocommit mode: no transaction to end, so no ROLLBACK round trip when the
+        # connection goes back to the pool. (PostgreSQL's default isolation, read committed, gave each statement
+        # its own snapshot inside a transaction as well.) Shares self.engine's pool, also after a dispose.
         self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def _with_retries(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -174,19 +175,11 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
             return None  # rows removed, or a new session (Rasa then reads only the events after it)
         return rows
 
-    @contextlib.contextmanager
-    def _read_scope(self) -> Iterator[Any]:
-        """A connection in autocommit mode for the reads of a retrieve: no transaction to end, so no ROLLBACK round
-        trip when it goes back to the pool. (PostgreSQL's default isolation, read committed, gave each statement
-        its own snapshot inside a transaction as well.)"""
-        with self._autocommit_engine.connect() as connection:
-            yield connection
-
     async def _retrieve_latest_session(self, sender_id: Text) -> Optional[DialogueStateTracker]:
         kept = self._kept.pop(sender_id, None)
         if kept is not None and len(kept.tracker.events) != kept.saved_length:
             kept = None  # changed in memory and never saved (a failed turn): not what the database holds
-        with self._read_scope() as session:
+        with self._autocommit_engine.connect() as session:
             stamp = self._stamp(session, sender_id)
             if kept is not None and kept.stamp == stamp:
                 self._keep(kept.tracker, stamp)
@@ -231,7 +224,7 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
     async def _retrieve(self, sender_id: Text, fetch_events_from_all_sessions: bool
                         ) -> Optional[DialogueStateTracker]:
         """Rasa's ``_retrieve``, reading only the ``data`` column."""
-        with self._read_scope() as session:
+        with self._autocommit_engine.connect() as session:
             return self._load(session, sender_id, fetch_events_from_all_sessions)
 
     def _additional_events(self, session: Any, tracker: DialogueStateTracker) -> Iterator:
