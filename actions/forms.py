@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
@@ -13,6 +13,7 @@ from rasa_sdk.forms import FormValidationAction
 from actions.common import MAX_VERIFY_FAILURES, channel_of, customer_id_of, drop_unchanged_slots
 from kefu import id_formats
 from kefu.db import session_scope
+from kefu.models import Order
 from kefu.privacy import mask_phone
 from kefu.services import customers, orders
 
@@ -28,6 +29,16 @@ def _failures(tracker: Tracker) -> int:
 _REQUIRED_MEMO: contextvars.ContextVar[Optional[Dict[Tuple[str, ...], List[str]]]] = contextvars.ContextVar(
     "kefu_required_slots_memo", default=None)
 _REQUIRED_DEPENDS_ON = ("order_id", "customer_id", "task", "verify_failures")
+
+
+def _memo_key(slot: Callable[[str], Any]) -> Tuple[str, ...]:
+    return tuple(repr(slot(name)) for name in _REQUIRED_DEPENDS_ON)  # slot values may be dicts
+
+
+def _required_once_proven(order: Order, task: Optional[str]) -> List[str]:
+    if task == "change_order_info" and orders.can_change_address(order).ok:
+        return ["order_id", "new_address"]
+    return ["order_id"]
 
 
 class ValidateOrderForm(FormValidationAction):
@@ -48,7 +59,7 @@ class ValidateOrderForm(FormValidationAction):
 
     async def _required(self, tracker: Tracker) -> List[str]:
         memo = _REQUIRED_MEMO.get()
-        key = tuple(repr(tracker.get_slot(name)) for name in _REQUIRED_DEPENDS_ON)  # slot values may be dicts
+        key = _memo_key(tracker.get_slot)
         if memo is not None and key in memo:
             return list(memo[key])  # answered on the event loop: no worker-thread hand-off
         required = await asyncio.to_thread(self._required_now, tracker)
@@ -66,9 +77,7 @@ class ValidateOrderForm(FormValidationAction):
             order = orders.find_order(session, reference)
             if order is None or customer_id_of(session, tracker) != order.customer_id:
                 return ["order_id", "phone"]
-            if tracker.get_slot("task") == "change_order_info" and orders.can_change_address(order).ok:
-                return ["order_id", "new_address"]
-        return ["order_id"]
+            return _required_once_proven(order, tracker.get_slot("task"))
 
     async def required_slots(self, domain_slots, dispatcher, tracker, domain) -> List[str]:
         return await self._required(tracker)
@@ -93,14 +102,16 @@ class ValidateOrderForm(FormValidationAction):
             return {"order_id": None, "tracking_number": None, "verify_failures": failures}
         return {"order_id": reference}
 
-    def _check_phone(self, value: Any, tracker: Tracker) -> Optional[Dict[str, Any]]:
+    def _check_phone(self, value: Any, tracker: Tracker) -> Optional[Tuple[Dict[str, Any], List[str]]]:
+        """The slots a successful proof sets and the form's required slots after it; None if it fails."""
         answer = id_formats.find_phone(str(value)) or id_formats.find_digits(str(value), 4) or ""
         with session_scope() as session:
-            order = orders.find_order(session, tracker.get_slot("order_id"))
+            order = orders.find_order(session, tracker.get_slot("order_id"), with_customer=True)
             if order is not None and customers.phone_proves_order(order, answer):
                 customers.bind_sender(session, channel_of(tracker), tracker.sender_id, order.customer_id)
-                return {"order_id": order.order_no, "phone": mask_phone(order.customer.phone),
-                        "customer_id": str(order.customer_id), "verify_failures": 0}
+                return ({"order_id": order.order_no, "phone": mask_phone(order.customer.phone),
+                         "customer_id": str(order.customer_id), "verify_failures": 0},
+                        _required_once_proven(order, tracker.get_slot("task")))
         return None
 
     async def validate_phone(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
@@ -108,8 +119,12 @@ class ValidateOrderForm(FormValidationAction):
         if not (id_formats.find_phone(str(value)) or id_formats.find_digits(str(value), 4)):
             dispatcher.utter_message(response="utter_invalid_phone")
             return {"phone": None}
-        proven = await asyncio.to_thread(self._check_phone, value, tracker)
-        if proven:
+        checked = await asyncio.to_thread(self._check_phone, value, tracker)
+        if checked:
+            proven, required = checked
+            memo = _REQUIRED_MEMO.get()
+            if memo is not None:  # rasa-sdk asks again with these slots: the proof's query already answered
+                memo[_memo_key(lambda name: proven[name] if name in proven else tracker.get_slot(name))] = required
             dispatcher.utter_message(response="utter_verified")
             return proven
         failures = _failures(tracker) + 1

@@ -7,14 +7,14 @@ from typing import Any, Dict, List, Optional
 import pytest
 from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from actions.dialogue import ActionClarify, ActionDiscardPending, ActionExecutePending, ActionRateService, ActionRunTask
 from actions.forms import ValidateOrderForm
 from actions.handoff import ActionAccountIssue, ActionHandoff
 from actions.leave_message import ActionLeaveMessage, ValidateLeaveMessageForm
 from kefu.desk import accounts, queue
-from kefu.db import session_scope
+from kefu.db import get_engine, session_scope
 from kefu.models import AfterSale, Customer, Handoff, Order, Rating, SenderBinding, Ticket
 from kefu.services import customers, handoffs
 
@@ -118,6 +118,33 @@ def test_wrong_phone_reveals_nothing_and_counts_failures(db):
     dispatcher2 = CollectingDispatcher()
     assert asyncio.run(ValidateOrderForm().validate_phone("13800138000", dispatcher2, t, DOMAIN)) == result
     assert dispatcher2.messages == dispatcher.messages
+
+
+@pytest.mark.parametrize("order_no,task,next_slot", [("202411010001", "query_order", None),
+                                                     ("202411180006", "change_order_info", "new_address")])
+def test_a_phone_proof_reads_the_order_once_more_and_asks_for_what_is_next(db, order_no, task, next_slot):
+    """The phone-proof turn: the validator asks the database for the required slots before the proof, proves with one
+    query of the order and its customer, and answers rasa-sdk's question after the proof without a third query."""
+    with session_scope(db) as s:
+        phone = s.execute(
+            select(Customer.phone).join(Order).where(Order.order_no == order_no)).scalar_one()
+    t = tracker({"order_id": order_no, "phone": phone, "requested_slot": "phone", "task": task}, text=phone,
+                events=[], active_loop="order_form")
+    t.events.append({"event": "slot", "name": "phone", "value": phone})
+    statements: List[str] = []
+    engine = get_engine(db)
+    listener = lambda *args: statements.append(args[2])  # noqa: E731 - (conn, cursor, statement, ...)
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        messages, events = run(ValidateOrderForm(), t)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert responses(messages) == ["utter_verified"]
+    slots = slots_of(events)
+    assert slots["customer_id"] == str(order(db, order_no).customer_id) and slots["requested_slot"] == next_slot
+    order_reads = [s for s in statements if s.lstrip().startswith("SELECT") and "FROM orders" in s]
+    assert len(order_reads) == 2, statements
+    assert not [s for s in statements if "FROM customers" in s], statements  # loaded with the order
 
 
 def test_three_failures_stop_the_form(db):

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import List, Optional
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from kefu import id_formats
 from kefu.models import Order, Shipment
@@ -21,15 +21,17 @@ class Eligibility:
     reason: str = ""  # a code, see actions/texts.py for the Chinese explanation
 
 
-def find_order(session: Session, reference: object) -> Optional[Order]:
-    """An order by its number, or by the tracking number of one of its parcels."""
+def find_order(session: Session, reference: object, with_customer: bool = False) -> Optional[Order]:
+    """An order by its number, or by the tracking number of one of its parcels; `with_customer` loads its customer
+    in the same query."""
     ref = id_formats.normalize(reference)
     if not ref:
         return None
-    order = session.execute(select(Order).where(Order.order_no == ref)).scalar_one_or_none()
+    query = select(Order).options(joinedload(Order.customer)) if with_customer else select(Order)
+    order = session.execute(query.where(Order.order_no == ref)).scalar_one_or_none()
     if order is None and id_formats.is_tracking_number(ref):
         order = session.execute(
-            select(Order).join(Shipment).where(Shipment.tracking_no == ref)
+            query.join(Shipment).where(Shipment.tracking_no == ref)
         ).scalar_one_or_none()
     return order
 
