@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import FormValidationAction
+from sqlalchemy.engine import Row
 
 from actions.common import MAX_VERIFY_FAILURES, channel_of, customer_id_of, drop_unchanged_slots
 from kefu import id_formats
@@ -35,7 +36,7 @@ def _memo_key(slot: Callable[[str], Any]) -> Tuple[str, ...]:
     return tuple(repr(slot(name)) for name in _REQUIRED_DEPENDS_ON)  # slot values may be dicts
 
 
-def _required_once_proven(order: Order, task: Optional[str]) -> List[str]:
+def _required_once_proven(order: Order | Row, task: Optional[str]) -> List[str]:
     if task == "change_order_info" and orders.can_change_address(order).ok:
         return ["order_id", "new_address"]
     return ["order_id"]
@@ -74,10 +75,10 @@ class ValidateOrderForm(FormValidationAction):
         if not reference:
             return ["order_id", "phone"]
         with session_scope() as session:
-            order = orders.find_order(session, reference)
-            if order is None or customer_id_of(session, tracker) != order.customer_id:
+            owner = orders.order_owner(session, reference)
+            if owner is None or customer_id_of(session, tracker) != owner.customer_id:
                 return ["order_id", "phone"]
-            return _required_once_proven(order, tracker.get_slot("task"))
+            return _required_once_proven(owner, tracker.get_slot("task"))
 
     async def required_slots(self, domain_slots, dispatcher, tracker, domain) -> List[str]:
         return await self._required(tracker)

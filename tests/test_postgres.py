@@ -183,6 +183,13 @@ def test_seed_and_find_showcase_order(pg_url):
         assert orders.find_order(session, "sf 1000-0000-0001").id == order.id  # normalised
         assert orders.find_order(session, "202499999999") is None
         assert orders.find_order(session, "") is None
+        # the order form's ownership question: the same order's owner and status, by number or tracking number
+        for reference in ("202411010001", "sf 1000-0000-0001"):
+            assert tuple(orders.order_owner(session, reference)) == (order.customer_id, "delivered")
+        assert orders.order_owner(session, "202499999999") is None and orders.order_owner(session, "") is None
+    with kefu_db.session_scope(pg_url) as session:
+        with_customer = orders.find_order(session, "SF100000000001", with_customer=True)
+        assert "customer" in with_customer.__dict__ and with_customer.customer.phone == "13800138000"
 
 
 def test_seed_refuses_a_non_empty_postgres_database(pg_url):

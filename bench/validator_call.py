@@ -1,15 +1,19 @@
-"""What the phone-proof turn's validator call costs the action server: SQL statements, thread hand-offs, CPU.
+"""What the order form's validator call costs the action server: SQL statements, thread hand-offs, CPU.
 
-The phone proof is the most expensive turn of `bench/rest_latency.py`'s order conversation, and under load all
-senders send it at once (docs/performance.md, seventh pass). This calls the order form's validator
-(`actions.forms.ValidateOrderForm.run`, as rasa-sdk's action server does, without the HTTP around it) for the
-turn `13800138000` after `查一下订单202411010001`: a new sender each call, so each call proves and binds.
+This calls the validator (`actions.forms.ValidateOrderForm.run`, as rasa-sdk's action server does, without the
+HTTP around it) for one turn of `bench/rest_latency.py`'s order conversation (`--turn`):
+
+- `phone`: `13800138000` after `查一下订单202411010001`, the phone proof. It is the most expensive turn, and under
+  load all senders send it at once (docs/performance.md, seventh pass). A new sender each call, so each call
+  proves and binds.
+- `query`: `查一下订单202411010001` from a customer who has proven to own the order: the turn that makes up most of
+  the conversation.
 
 It prints the statements of one call (from SQLAlchemy's cursor events; PostgreSQL's pool pings are not cursor
 events), the worker-thread hand-offs (`asyncio.to_thread`), and the wall and CPU time per call of this process,
 for `--rounds` rounds of `--calls` calls, one after another.
 
-    .venv/bin/python bench/phone_proof.py [--postgres] [--calls 400] [--rounds 3]
+    .venv/bin/python bench/validator_call.py [--turn phone|query] [--postgres] [--calls 400] [--rounds 3]
 
 `--postgres` uses a fresh database on the local PostgreSQL (kefu.cluster.Services), as the production profile's
 action server does; the default is a seeded SQLite file, as `make run`. Not a test: it prints numbers.
@@ -33,39 +37,47 @@ sys.path.insert(0, str(PROJECT_ROOT / "bench"))
 
 from rest_latency import ORDER_NO, PHONE, QUERY  # noqa: E402
 
+OWNER_ID = 0  # the customer who owns ORDER_NO, read from the seeded database
 DOMAIN = {"slots": {}, "forms": {"order_form": {"required_slots": ["order_id", "phone", "new_address"]}}}
 
 
-def phone_turn(sender: str):
-    """The tracker rasa-sdk builds for the validator in the phone-proof turn (the events window of one turn)."""
+def turn_tracker(turn: str, sender: str):
+    """The tracker rasa-sdk builds for the validator in that turn (the events window of one turn)."""
     from rasa_sdk import Tracker
 
-    latest = {"text": PHONE, "intent": {"name": "inform", "confidence": 0.99},
-              "entities": [{"entity": "phone", "value": PHONE}]}
-    events = [{"event": "user", "text": PHONE, "parse_data": latest, "input_channel": "rest"},
-              {"event": "slot", "name": "phone", "value": PHONE}]
-    slots = {"order_id": ORDER_NO, "phone": PHONE, "requested_slot": "phone", "task": "query_order"}
+    text, entity = (PHONE, "phone") if turn == "phone" else (QUERY, "order_id")
+    value = PHONE if turn == "phone" else ORDER_NO
+    latest = {"text": text, "intent": {"name": "inform" if turn == "phone" else "query_order", "confidence": 0.99},
+              "entities": [{"entity": entity, "value": value}]}
+    events = [{"event": "user", "text": text, "parse_data": latest, "input_channel": "rest"},
+              {"event": "slot", "name": entity, "value": value}]
+    slots = {"order_id": ORDER_NO, "task": "query_order"}
+    if turn == "phone":
+        slots.update(phone=PHONE, requested_slot="phone")
+    else:
+        slots.update(customer_id=str(OWNER_ID), verify_failures=0)
     return Tracker(sender, slots, latest, events, False, None, {"name": "order_form"}, "action_listen")
 
 
-async def prove(form, sender: str) -> None:
+async def validate(form, turn: str, sender: str) -> None:
     from rasa_sdk.executor import CollectingDispatcher
 
-    events = await form.run(CollectingDispatcher(), phone_turn(sender), DOMAIN)
-    if not any(e.get("name") == "customer_id" for e in events):
-        raise SystemExit(f"the phone proof failed: {events}")
+    events = await form.run(CollectingDispatcher(), turn_tracker(turn, sender), DOMAIN)
+    slots = {e.get("name"): e.get("value") for e in events}
+    if slots.get("requested_slot", "missing") is not None or (turn == "phone") != ("customer_id" in slots):
+        raise SystemExit(f"unexpected validation result: {events}")
 
 
-async def measure(form, prefix: str, calls: int):
+async def measure(form, turn: str, prefix: str, calls: int):
     for i in range(10):  # pool connections open, code paths warm
-        await prove(form, f"{prefix}-warm-{i}")
+        await validate(form, turn, f"{prefix}-warm-{i}")
     wall, cpu = time.perf_counter(), time.process_time()
     for i in range(calls):
-        await prove(form, f"{prefix}-{i}")
+        await validate(form, turn, f"{prefix}-{i}")
     return (time.perf_counter() - wall) * 1000 / calls, (time.process_time() - cpu) * 1000 / calls
 
 
-def one_call(form, engine) -> tuple:
+def one_call(form, turn: str, engine) -> tuple:
     """The statements and the thread hand-offs of one call."""
     from sqlalchemy import event
 
@@ -83,7 +95,7 @@ def one_call(form, engine) -> tuple:
     event.listen(engine, "before_cursor_execute", listener)
     asyncio.to_thread = counted
     try:
-        asyncio.run(prove(form, f"count-{uuid.uuid4().hex[:8]}"))
+        asyncio.run(validate(form, turn, f"count-{uuid.uuid4().hex[:8]}"))
     finally:
         asyncio.to_thread = to_thread
         event.remove(engine, "before_cursor_execute", listener)
@@ -92,22 +104,23 @@ def one_call(form, engine) -> tuple:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turn", choices=("phone", "query"), default="phone")
     parser.add_argument("--postgres", action="store_true", help="a fresh database on the local PostgreSQL")
     parser.add_argument("--calls", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
+    global OWNER_ID
+    from kefu import demo_data, migrate
     from kefu.cluster import Services
+    from kefu.db import get_engine, session_scope
     from rest_latency import seeded_sqlite
 
-    services, database = Services(), f"kefu_phone_proof_{uuid.uuid4().hex[:8]}"
-    with tempfile.TemporaryDirectory(prefix="kefu-phone-proof-") as tmp:
+    services, database = Services(), f"kefu_validator_call_{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory(prefix="kefu-validator-call-") as tmp:
         if args.postgres:
             services.create_database(database, fresh=True)
             url = services.pg_url(database)
-            from kefu import demo_data, migrate
-            from kefu.db import session_scope
-
             migrate.upgrade(url)
             with session_scope(url) as session:
                 demo_data.seed(session)
@@ -116,17 +129,21 @@ def main() -> int:
         os.environ["DATABASE_URL"] = url
         try:
             from actions.forms import ValidateOrderForm
-            from kefu.db import get_engine
+            from kefu.services import orders
 
+            with session_scope(url) as session:
+                OWNER_ID = orders.find_order(session, ORDER_NO).customer_id
             form = ValidateOrderForm()
-            statements, hand_offs = one_call(form, get_engine(url))
-            print(f"phone-proof validator call ({QUERY} → {PHONE}), {'PostgreSQL' if args.postgres else 'SQLite'}")
+            statements, hand_offs = one_call(form, args.turn, get_engine(url))
+            label = f"{QUERY} → {PHONE}" if args.turn == "phone" else f"{QUERY}, ownership proven"
+            print(f"validator call, {args.turn} turn ({label}), {'PostgreSQL' if args.postgres else 'SQLite'}")
             print(f"{len(statements)} statements, {hand_offs} worker-thread hand-offs per call:")
             for statement in statements:
                 print(f"  {statement}")
             print(f"{args.calls} calls per round, ms per call")
             for round_no in range(args.rounds):
-                wall, cpu = asyncio.run(measure(form, f"r{round_no}-{uuid.uuid4().hex[:8]}", args.calls))
+                wall, cpu = asyncio.run(
+                    measure(form, args.turn, f"r{round_no}-{uuid.uuid4().hex[:8]}", args.calls))
                 print(f"round {round_no + 1}: wall {wall:.2f}, CPU {cpu:.2f}")
         finally:
             if args.postgres:
