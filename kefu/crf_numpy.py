@@ -11,8 +11,10 @@ the sequence lengths and the transition matrix, and ``crf_decode`` below turns t
 Rasa's backward scan of the *scores* carries the previous score (a probability) as the index of the next one, so
 every position but the last gets the score at tag index 0 (or 1, after a score of exactly 1.0). The tags are
 computed with the same float32 additions and maxima, so they are identical; the scores go through a softmax
-whose last bit may differ. ``tests/test_crf_numpy.py`` compares both on random potentials and DIET's outputs on
-the NLU test split.
+whose last bit may differ. Where a maximum is within that bit of 1.0, the bit picks the quirk's index: TensorFlow's
+own kernels give 0.99999994 on some CPUs (an AMD EPYC machine) and exactly 1.0 on others, so from there to the
+start of the row Rasa's own scores depend on the machine. ``tests/test_crf_numpy.py`` compares both on random
+potentials (every score up to such a position) and on DIET's outputs for the NLU test split.
 
 Only DIET models with entity recognition and no roles or groups (one CRF) take this path; anything else keeps
 Rasa's layer. ``apply()`` runs from ``kefu.rasa_speedups.apply()``, before any model is loaded and traced.

@@ -122,7 +122,7 @@ def test_wrong_phone_reveals_nothing_and_counts_failures(db):
 
 @pytest.mark.parametrize("order_no,task,next_slot", [("202411010001", "query_order", None),
                                                      ("202411180006", "change_order_info", "new_address")])
-def test_a_phone_proof_reads_the_order_once_more_and_asks_for_what_is_next(db, order_no, task, next_slot):
+def test_the_phone_proof_reads_the_order_twice_and_asks_for_what_is_next(db, order_no, task, next_slot):
     """The phone-proof turn: the validator asks the database for the required slots before the proof, proves with one
     query of the order and its customer, and answers rasa-sdk's question after the proof without a third query."""
     with session_scope(db) as s:

@@ -26,8 +26,32 @@ def rasa_layer(potentials, transitions, lengths):
     return (ids * mask).numpy(), (scores * tf.cast(mask, tf.float32)).numpy()
 
 
-@pytest.mark.parametrize("scale", [1.0, 60.0])  # 60: softmax maxima of exactly 1.0 (Rasa's score-scan quirk)
+NEARLY_ONE = 1.0 - 2.5e-7  # two float32 steps below 1.0
+
+
+def assert_scores_match(scores, expected, lengths) -> int:
+    """Rasa's backward scan takes each score (a probability) as the tag index of the one before it: 1 after a score
+    of exactly 1.0, else 0. Whether a softmax maximum rounds to exactly 1.0 or to 0.99999994 depends on the CPU's
+    TensorFlow kernels, so from a position where the two sides differ only in that last bit, Rasa's own scores
+    differ between machines, and the rest of the row is not compared. Up to there every score must match.
+    Returns how many scores were compared."""
+    compared = 0
+    for row, length in enumerate(lengths):
+        for position in range(int(length) - 1, -1, -1):
+            if position < length - 1:
+                ours, theirs = float(scores[row, position + 1]), float(expected[row, position + 1])
+                if int(ours) != int(theirs):
+                    assert {ours == 1.0, theirs == 1.0} == {True, False} and min(ours, theirs) >= NEARLY_ONE, \
+                        (row, position, ours, theirs)
+                    break
+            np.testing.assert_allclose(scores[row, position], expected[row, position], atol=1e-6)
+            compared += 1
+    return compared
+
+
+@pytest.mark.parametrize("scale", [1.0, 60.0])  # 60: softmax maxima of (nearly) 1.0 (Rasa's score-scan quirk)
 def test_numpy_decode_matches_rasas_crf_layer_on_random_input(scale):
+    compared = total = 0
     generator = np.random.default_rng(7)
     tags = 25
     for max_len in (1, 2, 3, 8, 17):
@@ -41,7 +65,12 @@ def test_numpy_decode_matches_rasas_crf_layer_on_random_input(scale):
             expected_ids, expected_scores = rasa_layer(potentials, transitions, lengths)
             assert ids.dtype == expected_ids.dtype and scores.dtype == expected_scores.dtype
             np.testing.assert_array_equal(ids, expected_ids)
-            np.testing.assert_allclose(scores, expected_scores, atol=1e-6)
+            padding = np.arange(max_len)[None, :] >= lengths[:, None]
+            assert not scores[padding].any() and not expected_scores[padding].any()
+            compared += assert_scores_match(scores, expected_scores, lengths)
+            total += int(lengths.sum())
+    # scale 1: no maximum comes near 1.0, every score is compared; scale 60: the quirk cuts rows short
+    assert compared == total if scale == 1.0 else compared >= total // 4, (compared, total)
 
 
 @pytest.fixture(scope="module")
