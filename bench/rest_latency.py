@@ -103,13 +103,16 @@ def serving(profile: str, workdir: Path, name: str) -> Iterator[str]:
             server.drop()
 
 
-def seeded_sqlite(path: Path) -> str:
+def seeded(url: str) -> str:
     """Same as `seeded_db` in tests/conftest.py: migrate, then load the demo data."""
-    url = f"sqlite:///{path}"
     migrate.upgrade(url)
     with session_scope(url) as session:
         demo_data.seed(session)
     return url
+
+
+def seeded_sqlite(path: Path) -> str:
+    return seeded(f"sqlite:///{path}")
 
 
 def reply_text(body: list) -> str:

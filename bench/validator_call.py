@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import List
 
@@ -37,12 +38,12 @@ sys.path.insert(0, str(PROJECT_ROOT / "bench"))
 
 from rest_latency import ORDER_NO, PHONE, QUERY  # noqa: E402
 
-OWNER_ID = 0  # the customer who owns ORDER_NO, read from the seeded database
 DOMAIN = {"slots": {}, "forms": {"order_form": {"required_slots": ["order_id", "phone", "new_address"]}}}
 
 
-def turn_tracker(turn: str, sender: str):
-    """The tracker rasa-sdk builds for the validator in that turn (the events window of one turn)."""
+def turn_tracker(turn: str, owner_id: int, sender: str):
+    """The tracker rasa-sdk builds for the validator in that turn (the events window of one turn); `owner_id` is
+    the customer who owns ORDER_NO."""
     from rasa_sdk import Tracker
 
     text, entity = (PHONE, "phone") if turn == "phone" else (QUERY, "order_id")
@@ -55,29 +56,31 @@ def turn_tracker(turn: str, sender: str):
     if turn == "phone":
         slots.update(phone=PHONE, requested_slot="phone")
     else:
-        slots.update(customer_id=str(OWNER_ID), verify_failures=0)
+        slots.update(customer_id=str(owner_id), verify_failures=0)
     return Tracker(sender, slots, latest, events, False, None, {"name": "order_form"}, "action_listen")
 
 
-async def validate(form, turn: str, sender: str) -> None:
+async def validate(form, tracker_for, sender: str) -> None:
     from rasa_sdk.executor import CollectingDispatcher
 
-    events = await form.run(CollectingDispatcher(), turn_tracker(turn, sender), DOMAIN)
+    tracker = tracker_for(sender)
+    proves = tracker.get_slot("requested_slot") == "phone"
+    events = await form.run(CollectingDispatcher(), tracker, DOMAIN)
     slots = {e.get("name"): e.get("value") for e in events}
-    if slots.get("requested_slot", "missing") is not None or (turn == "phone") != ("customer_id" in slots):
+    if slots.get("requested_slot", "missing") is not None or proves != ("customer_id" in slots):
         raise SystemExit(f"unexpected validation result: {events}")
 
 
-async def measure(form, turn: str, prefix: str, calls: int):
+async def measure(form, tracker_for, prefix: str, calls: int):
     for i in range(10):  # pool connections open, code paths warm
-        await validate(form, turn, f"{prefix}-warm-{i}")
+        await validate(form, tracker_for, f"{prefix}-warm-{i}")
     wall, cpu = time.perf_counter(), time.process_time()
     for i in range(calls):
-        await validate(form, turn, f"{prefix}-{i}")
+        await validate(form, tracker_for, f"{prefix}-{i}")
     return (time.perf_counter() - wall) * 1000 / calls, (time.process_time() - cpu) * 1000 / calls
 
 
-def one_call(form, turn: str, engine) -> tuple:
+def one_call(form, tracker_for, engine) -> tuple:
     """The statements and the thread hand-offs of one call."""
     from sqlalchemy import event
 
@@ -95,7 +98,7 @@ def one_call(form, turn: str, engine) -> tuple:
     event.listen(engine, "before_cursor_execute", listener)
     asyncio.to_thread = counted
     try:
-        asyncio.run(validate(form, turn, f"count-{uuid.uuid4().hex[:8]}"))
+        asyncio.run(validate(form, tracker_for, f"count-{uuid.uuid4().hex[:8]}"))
     finally:
         asyncio.to_thread = to_thread
         event.remove(engine, "before_cursor_execute", listener)
@@ -110,20 +113,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    global OWNER_ID
-    from kefu import demo_data, migrate
     from kefu.cluster import Services
     from kefu.db import get_engine, session_scope
-    from rest_latency import seeded_sqlite
+    from rest_latency import seeded, seeded_sqlite
 
     services, database = Services(), f"kefu_validator_call_{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="kefu-validator-call-") as tmp:
         if args.postgres:
             services.create_database(database, fresh=True)
-            url = services.pg_url(database)
-            migrate.upgrade(url)
-            with session_scope(url) as session:
-                demo_data.seed(session)
+            url = seeded(services.pg_url(database))
         else:
             url = seeded_sqlite(Path(tmp) / "kefu.db")
         os.environ["DATABASE_URL"] = url
@@ -132,9 +130,9 @@ def main() -> int:
             from kefu.services import orders
 
             with session_scope(url) as session:
-                OWNER_ID = orders.find_order(session, ORDER_NO).customer_id
+                tracker_for = partial(turn_tracker, args.turn, orders.find_order(session, ORDER_NO).customer_id)
             form = ValidateOrderForm()
-            statements, hand_offs = one_call(form, args.turn, get_engine(url))
+            statements, hand_offs = one_call(form, tracker_for, get_engine(url))
             label = f"{QUERY} → {PHONE}" if args.turn == "phone" else f"{QUERY}, ownership proven"
             print(f"validator call, {args.turn} turn ({label}), {'PostgreSQL' if args.postgres else 'SQLite'}")
             print(f"{len(statements)} statements, {hand_offs} worker-thread hand-offs per call:")
@@ -143,7 +141,7 @@ def main() -> int:
             print(f"{args.calls} calls per round, ms per call")
             for round_no in range(args.rounds):
                 wall, cpu = asyncio.run(
-                    measure(form, args.turn, f"r{round_no}-{uuid.uuid4().hex[:8]}", args.calls))
+                    measure(form, tracker_for, f"r{round_no}-{uuid.uuid4().hex[:8]}", args.calls))
                 print(f"round {round_no + 1}: wall {wall:.2f}, CPU {cpu:.2f}")
         finally:
             if args.postgres:
