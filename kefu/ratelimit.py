@@ -10,6 +10,10 @@ server from floods and guessing, it is not a quota system. Thread-safe.
     limiter = RateLimiter(20, 10.0)          # 20 per 10 s
     if not limiter.allow(sender):
         ...  # answer 429
+
+Channels that answer by pushing messages (web widget, Telegram, WeChat) have no status code to refuse with;
+:class:`MessageThrottle` tells them whether to process a message, to answer it with a notice, or to drop it
+silently (a notice at most once per window per key, so a flood never turns into a flood of notices).
 """
 from __future__ import annotations
 
@@ -73,6 +77,26 @@ class RateLimiter:
                 self._buckets.pop(key, None)
 
 
+ALLOW, TELL, DROP = "allow", "tell", "drop"
+
+
+class MessageThrottle:
+    """A limiter for push channels: :meth:`check` answers ALLOW (process the message), TELL (refuse it and say
+    so) or DROP (refuse it silently: this key was already told within the window)."""
+
+    def __init__(self, limiter: RateLimiter):
+        self.limiter = limiter
+        self._told = RateLimiter(1, limiter.window, max_keys=limiter.max_keys, clock=limiter._clock)
+
+    def __repr__(self) -> str:
+        return f"MessageThrottle({self.limiter!r})"
+
+    def check(self, key: Hashable) -> str:
+        if self.limiter.allow(key):
+            return ALLOW
+        return TELL if self._told.allow(key) else DROP
+
+
 def limiter_from_settings(settings: Optional[Mapping[str, Any]], prefix: str, capacity: float,
                           window: float) -> RateLimiter:
     """A limiter from ``<prefix>_limit`` / ``<prefix>_window`` settings (e.g. a credentials.yml entry), with defaults.
@@ -89,3 +113,9 @@ def limiter_from_settings(settings: Optional[Mapping[str, Any]], prefix: str, ca
             raise ValueError(f"{name} must be a positive number, got {value!r}")
         values.append(number)
     return RateLimiter(values[0], values[1])
+
+
+def throttle_from_settings(settings: Optional[Mapping[str, Any]], prefix: str, capacity: float,
+                           window: float) -> MessageThrottle:
+    """A :class:`MessageThrottle` from ``<prefix>_limit`` / ``<prefix>_window`` settings, with defaults."""
+    return MessageThrottle(limiter_from_settings(settings, prefix, capacity, window))

@@ -3,14 +3,18 @@ speaking socket.io over long-polling as the browser widget does."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from typing import Any, List
 
 import aiohttp
 import pytest
 import socketio
+from rasa.core.channels.channel import UserMessage
+from sanic import Sanic
 
-from kefu.channels.common import CLIPPED_NOTICE, MAX_MESSAGE_CHARS
+from kefu.channels.common import CLIPPED_NOTICE, MAX_MESSAGE_CHARS, RATE_LIMITED_TEXT
+from kefu.channels.socketio import SocketIOInput
 
 
 class Widget:
@@ -103,3 +107,73 @@ async def test_agent_messages_are_pushed_with_the_agents_name(widget, rasa_stack
             assert response.status == 200
     messages = await widget.wait(start + 1, timeout=10)
     assert messages[start] == {"text": "您好，我是人工客服王静", "agent": "A001", "agent_name": "王静"}
+
+
+async def _user_texts(rasa_stack, conversation: str) -> List[str]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{rasa_stack.url}/conversations/{conversation}/tracker",
+                            params={"token": rasa_stack.api_token}) as response:
+            events = (await response.json())["events"]
+    return [e["text"] for e in events if e["event"] == "user"]
+
+
+async def test_a_flooding_conversation_is_told_once_and_the_rest_is_not_processed(widget, rasa_stack):
+    session_id = await widget.session()
+    for number in range(26):  # one polling request each (engine.io refuses a batch of more than 16 packets)
+        await widget.client.emit("user_uttered", {"message": f"你好{number}", "session_id": session_id})
+        await asyncio.sleep(0.01)
+    seen: List[str] = []
+    unchanged = 0
+    for _ in range(120):  # until Rasa has taken at least the burst and then nothing more for 1.5 s
+        await asyncio.sleep(0.5)
+        texts = await _user_texts(rasa_stack, f"web:{session_id}")
+        unchanged = unchanged + 1 if texts == seen else 0
+        seen = texts
+        if len(seen) >= 20 and unchanged >= 3:
+            break
+    # a burst of 20 (the default sender_limit), plus what refilled (2 per second) while the events arrived
+    assert 20 <= len(seen) <= 22 and seen == [f"你好{n}" for n in range(len(seen))]
+    assert [m.get("text") for m in widget.messages].count(RATE_LIMITED_TEXT) == 1
+    other = await Widget().connect(rasa_stack.url)  # another conversation from the same IP is not affected
+    try:
+        assert (await other.say(await other.session(), "你好"))[-1].get("text")
+    finally:
+        await other.close()
+
+
+async def test_connections_and_messages_are_limited_per_client_ip():
+    """The channel alone on an in-process Sanic server, with tiny limits and a bot that echoes."""
+    channel = SocketIOInput.from_credentials({"ip_limit": 3, "ip_window": 60})
+    received: List[str] = []
+
+    async def echo(message: UserMessage) -> None:
+        received.append(message.text)
+        await message.output_channel.send_text_message(message.sender_id, f"收到：{message.text}")
+
+    app = Sanic(f"widget_limits_{uuid.uuid4().hex[:8]}")
+    app.blueprint(channel.blueprint(echo))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True)
+    await server.startup()
+    try:
+        first = await Widget().connect(f"http://127.0.0.1:{port}")  # 1 of the IP's 3: the connection
+        session_id = await first.session()
+        for text in ("一", "二", "三", "四"):  # requests 2 and 3 pass, 4 is refused and told, 5 silently
+            await first.client.emit("user_uttered", {"message": text, "session_id": session_id})
+        await first.wait(3, timeout=10)
+        await asyncio.sleep(0.3)
+        assert received == ["一", "二"]
+        assert [m["text"] for m in first.messages] == ["收到：一", "收到：二", RATE_LIMITED_TEXT]
+        with pytest.raises(socketio.exceptions.ConnectionError):  # a new connection from this IP is refused
+            await Widget().connect(f"http://127.0.0.1:{port}")
+        await first.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+        for connection in list(server.connections):  # keep-alive connections of the polling clients
+            connection.close_if_idle()
+        await asyncio.sleep(0.1)
+    with pytest.raises(ValueError, match="ip_window"):
+        SocketIOInput.from_credentials({"ip_window": -1})

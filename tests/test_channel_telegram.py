@@ -20,7 +20,7 @@ from fakes.telegram_api import FakeTelegramAPI
 from rasa.shared.exceptions import RasaException
 from telegram import Update
 
-from kefu.channels.common import CLIPPED_NOTICE, MAX_MESSAGE_CHARS
+from kefu.channels.common import CLIPPED_NOTICE, MAX_MESSAGE_CHARS, RATE_LIMITED_TEXT
 from kefu.channels.telegram import (APOLOGY, EXPIRED_BUTTON_REPLY, NON_TEXT_REPLY, SECRET_HEADER, TEXT_LIMIT,
                                     CallbackPayloads, TelegramInput, credentials_from_env, parse_chat_id,
                                     split_message)
@@ -257,6 +257,31 @@ async def test_handle_update_passes_text_and_metadata_to_rasa(channel, private_f
     assert first.metadata["telegram"]["chat_id"] == 49 and first.metadata["telegram"]["chat_type"] == "private"
     assert "first_name" not in json.dumps(first.metadata)
     assert private_fake.calls("sendChatAction", chat_id=49, action="typing")
+
+
+async def test_a_chat_over_its_rate_limit_is_told_once_and_not_processed(private_fake):
+    channel = TelegramInput.from_credentials({"access_token": private_fake.token, "base_url": private_fake.base_url,
+                                              "webhook_secret": private_fake.webhook_secret,
+                                              "sender_limit": 2, "sender_window": 60})
+    received = []
+
+    async def collect(message):
+        received.append(message.text)
+
+    try:
+        for text in ("一", "二", "三", "四"):
+            await channel.handle_update(Update.de_json(text_update(61, text), None), collect)
+        keyboard = [[{"text": "查订单", "callback_data": "/query_order"}]]
+        await channel.handle_update(Update.de_json(callback_update(61, "/query_order", keyboard), None), collect)
+        await channel.handle_update(Update.de_json(text_update(62, "别的客户"), None), collect)
+    finally:
+        await channel.close()
+    assert received == ["一", "二", "别的客户"]
+    assert private_fake.texts(61) == [RATE_LIMITED_TEXT]  # one notice for the three refused updates
+    assert len(private_fake.calls("answerCallbackQuery")) == 1  # the refused button press stops spinning
+    with pytest.raises(ValueError, match="sender_limit"):
+        TelegramInput.from_credentials({"access_token": private_fake.token, "webhook_secret": "s",
+                                        "sender_limit": "many"})
 
 
 def test_fake_bot_api_speaks_like_telegram(private_fake):

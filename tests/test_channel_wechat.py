@@ -11,7 +11,7 @@ import requests
 
 from fakes.wechat_api import (FakeWeChatApi, WeChatPlatform, event_xml, image_xml, new_msg_id, new_openid,
                               parse_reply, signed_params, text_xml)
-from kefu.channels.common import CLIPPED_NOTICE
+from kefu.channels.common import CLIPPED_NOTICE, RATE_LIMITED_TEXT
 from kefu.channels.wechat import (BUTTONS_HEADER, MAX_BODY_BYTES, UNSUPPORTED_NOTICE, ButtonMemory, WeChatInput,
                                   credentials_from_env, parse_message, WeChatXMLError)
 
@@ -204,6 +204,30 @@ async def test_a_slow_reply_is_acknowledged_and_pushed_through_the_customer_serv
     assert ASK_ORDER_NO in messages[1] and handled[-1] == "/query_order"
     assert len(fake_wechat.calls("/cgi-bin/token")) >= tokens_before + 2
     assert any(c.response.get("errcode") == 40001 for c in fake_wechat.calls("/cgi-bin/message/custom/send"))
+
+
+async def test_a_user_over_the_rate_limit_is_told_once_and_retries_cost_nothing(fake_wechat):
+    channel = WeChatInput.from_credentials(fake_wechat.channel_credentials(sender_limit=2, sender_window=60))
+    handled: List[str] = []
+
+    async def echo_bot(message):
+        handled.append(message.text)
+        await message.output_channel.send_response(message.sender_id, {"text": f"收到：{message.text}"})
+
+    async def post(openid: str, text: str, msg_id: str) -> str:
+        status, body, _ = await channel.handle_post(signed_params(fake_wechat.token),
+                                                    text_xml(openid, text, msg_id=msg_id).encode(), echo_bot)
+        assert status == 200
+        return body if body == "success" else parse_reply(body)["Content"]
+
+    openid, first = new_openid(), new_msg_id()
+    assert await post(openid, "一", first) == "收到：一"
+    assert await post(openid, "一", first) in ("success", "收到：一")  # WeChat's retry: not a new message
+    assert await post(openid, "二", new_msg_id()) == "收到：二"
+    assert await post(openid, "三", new_msg_id()) == RATE_LIMITED_TEXT
+    assert await post(openid, "四", new_msg_id()) == "success"  # told once per window
+    assert await post(new_openid(), "别人", new_msg_id()) == "收到：别人"
+    assert handled == ["一", "二", "别人"]
 
 
 async def test_the_output_channel_refuses_other_channels_and_bad_app_secrets(fake_wechat):

@@ -5,6 +5,7 @@ Against the session stack (real `rasa run` + action server) and the agent desk (
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -25,8 +26,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select, update
 
 from fakes.wechat_api import WeChatPlatform, new_openid, signed_params, text_xml
-from kefu.channels.callback import SIGNATURE_HEADER, sign
-from kefu.channels.rest import RATE_LIMITED_TEXT, RestInput
+from kefu.channels.callback import SIGNATURE_HEADER, CallbackInput, sign
+from kefu.channels.common import RATE_LIMITED_TEXT
+from kefu.channels.rest import RestInput
 from kefu.channels.telegram import SECRET_HEADER
 from kefu.db import session_scope
 from kefu.desk.app import create_app
@@ -129,6 +131,31 @@ async def test_rest_channel_limits_per_ip_and_per_sender_and_hides_failures():
     assert response.status == 200
     assert json.loads(response.body) == [{"recipient_id": "s5", "text": "抱歉，系统刚刚开了小差，请稍后再发一次消息。"}]
 
+
+
+async def test_callback_channel_limits_per_ip_and_per_sender_and_refuses_other_channels_ids():
+    seen: List[Any] = []
+
+    async def bot(message):
+        seen.append(message.text)
+
+    channel = CallbackInput.from_credentials({"url": "http://127.0.0.1:9/unused", "sender_limit": 2,
+                                              "sender_window": 60, "ip_limit": 6, "ip_window": 60})
+    handler = _rest_handler(channel, bot)
+    statuses = [(await handler(_request({"sender": "c1", "message": f"第{n}条"}))).status for n in range(3)]
+    assert statuses == [202, 202, 429]
+    for forged in ("tg:12345", "WX:o6_bmjrPTlm6_2sgVt7hMZOPfL2M", "web:" + "0" * 32):  # 400, and they count
+        response = await handler(_request({"sender": forged, "message": "查订单"}))
+        assert response.status == 400 and "another channel" in json.loads(response.body)["error"]
+    limited = await handler(_request({"sender": "c2", "message": "你好"}))  # the IP's 7th request
+    assert limited.status == 429 and json.loads(limited.body)["text"] == RATE_LIMITED_TEXT
+    assert int(limited.headers["Retry-After"]) >= 1
+    surrogate = json.dumps({"sender": "c2", "message": "你好\ud800"}).encode()  # a lone surrogate, as JSON escapes it
+    assert (await handler(_request(surrogate, ip="198.51.100.9"))).status == 400
+    await asyncio.sleep(0.1)  # the accepted messages run in the background
+    assert seen == ["第0条", "第1条"]
+    with pytest.raises(ValueError, match="sender_window"):
+        CallbackInput.from_credentials({"url": "http://127.0.0.1:9/", "sender_window": "later"})
 
 def test_rest_sender_rate_limit_on_the_stack(rasa_stack):
     phone, id_number = "13" + str(5 + secrets.randbelow(5)) + f"{secrets.randbelow(10 ** 8):08d}", "110101199003071234"

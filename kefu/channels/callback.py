@@ -12,7 +12,10 @@ Credentials (``credentials.yml``, or env via :func:`credentials_from_env`)::
       secret: "shared secret"                        # HMAC-SHA256 of the raw body, both directions
 
 With a ``secret``, requests must carry ``X-Kefu-Signature: sha256=<hex hmac of the body>`` (else 403), and each
-callback carries the same header computed by us, so the client can check it. Malformed bodies get 400.
+callback carries the same header computed by us, so the client can check it. Bodies are checked as the REST
+channel's (:func:`kefu.channels.rest.parse_body`: 400 with ``{"error": ...}``; another channel's conversation id
+such as ``tg:…`` is refused), and so are the rate limits (``sender_limit``/``sender_window``, 20 per 10 s, and
+``ip_limit``/``ip_window``, 600 per 10 s; 429 with ``Retry-After``).
 """
 from __future__ import annotations
 
@@ -31,14 +34,17 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from kefu.channels.common import CLIPPED_NOTICE, clip_text
+from kefu.channels.common import (CLIPPED_NOTICE, DEFAULT_IP_LIMIT, DEFAULT_IP_WINDOW, DEFAULT_SENDER_LIMIT,
+                                  DEFAULT_SENDER_WINDOW, clip_text, client_ip)
+from kefu.channels.rest import BadRequest, parse_body, too_fast
 from kefu.privacy import mask_text
+from kefu.ratelimit import limiter_from_settings
 
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Kefu-Signature"
 MAX_BODY_BYTES = 64 * 1024
-MAX_SENDER_CHARS = 128
+LIMIT_SETTINGS = ("sender_limit", "sender_window", "ip_limit", "ip_window")
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -85,13 +91,16 @@ class CallbackInput(RasaCallbackInput):
     def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
         credentials = dict(credentials or {})
         secret = credentials.pop("secret", None)
-        channel = cls(EndpointConfig.from_dict(credentials))
+        limits = {key: credentials.pop(key) for key in LIMIT_SETTINGS if key in credentials}
+        channel = cls(EndpointConfig.from_dict(credentials), limits)
         channel.secret = secret
         return channel
 
-    def __init__(self, endpoint: EndpointConfig) -> None:
+    def __init__(self, endpoint: EndpointConfig, limits: Optional[Mapping[str, Any]] = None) -> None:
         super().__init__(endpoint)
         self.secret: Optional[str] = None
+        self.sender_limiter = limiter_from_settings(limits, "sender", DEFAULT_SENDER_LIMIT, DEFAULT_SENDER_WINDOW)
+        self.ip_limiter = limiter_from_settings(limits, "ip", DEFAULT_IP_LIMIT, DEFAULT_IP_WINDOW)
         self._tasks: Set[asyncio.Task] = set()
 
     def get_output_channel(self) -> CallbackOutput:
@@ -106,25 +115,25 @@ class CallbackInput(RasaCallbackInput):
 
         @webhook.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> HTTPResponse:
+            ip = client_ip(request)
+            if not self.ip_limiter.allow(ip):
+                logger.warning("callback channel: rate limit of client %s reached", ip)
+                return too_fast("client", self.ip_limiter.retry_after(ip))
             body = request.body or b""
             if len(body) > MAX_BODY_BYTES:
                 return response.json({"error": f"body larger than {MAX_BODY_BYTES} bytes"}, status=413)
             if self.secret and not hmac.compare_digest(request.headers.get(SIGNATURE_HEADER, ""),
                                                        sign(self.secret, body)):
-                logger.warning("callback channel: request with a missing or wrong signature from %s", request.ip)
+                logger.warning("callback channel: request with a missing or wrong signature from %s", ip)
                 return response.json({"error": "missing or wrong signature"}, status=403)
             try:
-                data = json.loads(body.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: JSON nested too deep
-                return response.json({"error": "body must be UTF-8 JSON"}, status=400)
-            sender, text = (data.get("sender"), data.get("message")) if isinstance(data, dict) else (None, None)
-            if not isinstance(sender, str) or not 0 < len(sender) <= MAX_SENDER_CHARS or not sender.isprintable():
-                return response.json({"error": f"'sender' must be a printable string of 1-{MAX_SENDER_CHARS} "
-                                               "characters"}, status=400)
-            if not isinstance(text, str) or not text.strip():
-                return response.json({"error": "'message' must be a non-empty string"}, status=400)
-            metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else None
-            task = asyncio.create_task(self._handle(on_new_message, sender, text.strip(), metadata))
+                sender, text, metadata = parse_body(body)
+            except BadRequest as error:
+                return response.json({"error": str(error)}, status=400)
+            if not self.sender_limiter.allow(sender):
+                logger.warning("callback channel: rate limit of sender %s reached", mask_text(sender))
+                return too_fast("sender", self.sender_limiter.retry_after(sender))
+            task = asyncio.create_task(self._handle(on_new_message, sender, text, metadata))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return response.json({"status": "accepted"}, status=202)

@@ -38,7 +38,8 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from kefu.channels.common import CLIPPED_NOTICE, clip_text
+from kefu.channels.common import (CLIPPED_NOTICE, DEFAULT_IP_LIMIT, DEFAULT_IP_WINDOW, DEFAULT_SENDER_LIMIT,
+                                  DEFAULT_SENDER_WINDOW, RATE_LIMITED_TEXT, clip_text, client_ip)
 from kefu.privacy import mask_text
 from kefu.ratelimit import limiter_from_settings
 
@@ -51,14 +52,17 @@ MAX_METADATA_DEPTH = 10
 # conversation ids of the other channels (kefu.channels.common.conversation_id): a REST client must not write
 # into (or read the proven identity of) a Telegram, WeChat or web-widget conversation
 RESERVED_SENDER_PREFIXES = ("tg:", "wx:", "web:")
-DEFAULT_SENDER_LIMIT, DEFAULT_SENDER_WINDOW = 20, 10.0
-DEFAULT_IP_LIMIT, DEFAULT_IP_WINDOW = 600, 10.0
 
-RATE_LIMITED_TEXT = "您发送得太快了，请稍后再试。"
 APOLOGY = "抱歉，系统刚刚开了小差，请稍后再发一次消息。"
 # C0 controls and DEL, except tab, line feed and carriage return
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
+
+
+def too_fast(what: str, retry_after: int) -> HTTPResponse:
+    """429 for a client or sender over its rate limit, with a text a client can show the customer."""
+    return response.json({"error": f"too many messages from this {what}; retry in {retry_after} s",
+                          "text": RATE_LIMITED_TEXT}, status=429, headers={"Retry-After": str(max(1, retry_after))})
 
 
 def _too_deep(value: Any, limit: int) -> bool:
@@ -105,11 +109,6 @@ def parse_body(body: bytes) -> Tuple[str, str, Optional[Dict[str, Any]]]:
     return sender, text, metadata
 
 
-def _client_ip(request: Request) -> str:
-    # remote_addr is only set when Sanic is configured to trust a proxy's headers; else the socket's peer
-    return request.remote_addr or request.ip or "?"
-
-
 class RestInput(RasaRestInput):
     """Rasa's REST channel, validated and rate-limited (see the module docstring)."""
 
@@ -124,11 +123,6 @@ class RestInput(RasaRestInput):
     def __init__(self, settings: Optional[Mapping[str, Any]] = None) -> None:
         self.sender_limiter = limiter_from_settings(settings, "sender", DEFAULT_SENDER_LIMIT, DEFAULT_SENDER_WINDOW)
         self.ip_limiter = limiter_from_settings(settings, "ip", DEFAULT_IP_LIMIT, DEFAULT_IP_WINDOW)
-
-    def _too_fast(self, what: str, retry_after: int) -> HTTPResponse:
-        return response.json({"error": f"too many messages from this {what}; retry in {retry_after} s",
-                              "text": RATE_LIMITED_TEXT}, status=429,
-                             headers={"Retry-After": str(max(1, retry_after))})
 
     async def _collect(self, on_new_message: Callable[[UserMessage], Awaitable[Any]], sender: str, text: str,
                        metadata: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -152,10 +146,10 @@ class RestInput(RasaRestInput):
 
         @webhook.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> HTTPResponse:
-            ip = _client_ip(request)
+            ip = client_ip(request)
             if not self.ip_limiter.allow(ip):
                 logger.warning("rest: rate limit of client %s reached", ip)
-                return self._too_fast("client", self.ip_limiter.retry_after(ip))
+                return too_fast("client", self.ip_limiter.retry_after(ip))
             body = request.body or b""
             if len(body) > MAX_BODY_BYTES:
                 return response.json({"error": f"body larger than {MAX_BODY_BYTES} bytes"}, status=413)
@@ -165,7 +159,7 @@ class RestInput(RasaRestInput):
                 return response.json({"error": str(error)}, status=400)
             if not self.sender_limiter.allow(sender):
                 logger.warning("rest: rate limit of sender %s reached", sender)
-                return self._too_fast("sender", self.sender_limiter.retry_after(sender))
+                return too_fast("sender", self.sender_limiter.retry_after(sender))
             text, clipped = clip_text(text)
             notice = [{"recipient_id": sender, "text": CLIPPED_NOTICE}] if clipped else []
 

@@ -9,6 +9,10 @@ so that ``output_channel=latest`` pushes agent replies to the open chat):
 - conversation ids are ``web:<session id>``, and only well-formed session ids (32 hex digits) are accepted,
   so a browser can resume its conversation after a reload but cannot pick another channel's conversation;
 - malformed events are ignored with a log line instead of raising; over-long messages are cut with a notice;
+- rate limits per client IP (connections and messages; ``ip_limit``/``ip_window``, default 600 per 10 s) and per
+  conversation (``sender_limit``/``sender_window``, default 20 per 10 s): a refused connection is refused at
+  the socket.io handshake, a refused message is not processed and is answered, at most once per window, with
+  ``RATE_LIMITED_TEXT``;
 - bot messages carry ``agent``/``agent_name`` when a human agent wrote them, so the widget can say so.
 """
 from __future__ import annotations
@@ -27,8 +31,10 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 from socketio import AsyncRedisManager, AsyncServer
 
-from kefu.channels.common import CLIPPED_NOTICE, clip_text, conversation_id
+from kefu.channels.common import (CLIPPED_NOTICE, DEFAULT_IP_LIMIT, DEFAULT_IP_WINDOW, DEFAULT_SENDER_LIMIT,
+                                  DEFAULT_SENDER_WINDOW, RATE_LIMITED_TEXT, clip_text, client_ip, conversation_id)
 from kefu.privacy import mask_text
+from kefu.ratelimit import ALLOW, TELL, MessageThrottle, throttle_from_settings
 
 logger = logging.getLogger(__name__)
 
@@ -64,13 +70,22 @@ class SocketIOInput(RasaSocketIOInput):
 
     cors_allowed_origins: Any = "*"
     redis_url: Optional[str] = None
+    ip_throttle: Optional[MessageThrottle] = None
+    sender_throttle: Optional[MessageThrottle] = None
 
     @classmethod
     def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
         channel = super().from_credentials(credentials)
         channel.cors_allowed_origins = (credentials or {}).get("cors_allowed_origins", "*")
         channel.redis_url = (credentials or {}).get("redis_url")
+        channel.set_limits(credentials)
         return channel
+
+    def set_limits(self, settings: Optional[Dict[Text, Any]]) -> None:
+        """Rate limits from ``ip_limit``/``ip_window``/``sender_limit``/``sender_window`` (ValueError if bad)."""
+        self.ip_throttle = throttle_from_settings(settings, "ip", DEFAULT_IP_LIMIT, DEFAULT_IP_WINDOW)
+        self.sender_throttle = throttle_from_settings(settings, "sender", DEFAULT_SENDER_LIMIT,
+                                                      DEFAULT_SENDER_WINDOW)
 
     def get_output_channel(self) -> Optional[OutputChannel]:
         if self.sio is None:
@@ -78,6 +93,8 @@ class SocketIOInput(RasaSocketIOInput):
         return WidgetOutput(self.sio, self.bot_message_evt)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        if self.ip_throttle is None or self.sender_throttle is None:
+            self.set_limits(None)
         manager = AsyncRedisManager(self.redis_url, channel="kefu-socketio") if self.redis_url else None
         sio = AsyncServer(async_mode="sanic", cors_allowed_origins=self.cors_allowed_origins, transports=["polling"],
                           client_manager=manager)
@@ -90,6 +107,22 @@ class SocketIOInput(RasaSocketIOInput):
 
         @sio.on("connect", namespace=self.namespace)
         async def connect(sid: Text, environ: Dict, auth: Optional[Dict] = None) -> bool:
+            request = environ.get("sanic.request")
+            ip = client_ip(request) if request is not None else "?"
+            if not self.ip_throttle.limiter.allow(ip):
+                logger.warning("socket.io: rate limit of client %s reached; connection refused", ip)
+                return False
+            async with sio.session(sid, namespace=self.namespace) as session:
+                session["ip"] = ip
+            return True
+
+        async def too_fast(sid: Text, what: str, key: str) -> bool:
+            verdict = (self.ip_throttle if what == "client" else self.sender_throttle).check(key)
+            if verdict == ALLOW:
+                return False
+            logger.warning("socket.io: rate limit of %s %s reached", what, mask_text(key))
+            if verdict == TELL:
+                await sio.emit(self.bot_message_evt, {"text": RATE_LIMITED_TEXT}, room=sid, namespace=self.namespace)
             return True
 
         @sio.on("session_request", namespace=self.namespace)
@@ -103,18 +136,20 @@ class SocketIOInput(RasaSocketIOInput):
 
         @sio.on(self.user_message_evt, namespace=self.namespace)
         async def handle_message(sid: Text, data: Any = None) -> None:
+            async with sio.session(sid, namespace=self.namespace) as session:
+                room, ip = session.get("room"), session.get("ip", "?")
+            if await too_fast(sid, "client", ip):
+                return
             if not isinstance(data, dict) or not isinstance(data.get("message"), str):
                 logger.warning("socket.io: ignored a malformed message event from %s", sid)
                 return
-            async with sio.session(sid, namespace=self.namespace) as session:
-                room = session.get("room")
             if room is None:
                 # The client skipped session_request (as a stock client without persistence does).
                 logger.warning("socket.io: message from %s before session_request; ignored", sid)
                 await sio.emit("session_required", {}, room=sid, namespace=self.namespace)
                 return
             text, clipped = clip_text(data["message"].strip())
-            if not text:
+            if not text or await too_fast(sid, "conversation", room):
                 return
             output = WidgetOutput(sio, self.bot_message_evt)
             if clipped:

@@ -17,6 +17,8 @@ credentials.yml::
       webhook_secret: "long-random-string" # 1-256 chars of A-Z a-z 0-9 _ -
       base_url: "https://api.telegram.org/bot"           # optional (python-telegram-bot's base_url)
       webhook_url: "https://kefu.example.com/webhooks/telegram/webhook"  # optional: setWebhook at startup
+      sender_limit: 20                     # optional: messages and button presses per chat ...
+      sender_window: 10                    # ... per this many seconds; more are dropped, with one notice per window
 """
 from __future__ import annotations
 
@@ -42,8 +44,10 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, U
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.request import HTTPXRequest
 
-from kefu.channels.common import CLIPPED_NOTICE, clip_text, conversation_id
+from kefu.channels.common import (CLIPPED_NOTICE, DEFAULT_SENDER_LIMIT, DEFAULT_SENDER_WINDOW, RATE_LIMITED_TEXT,
+                                  clip_text, conversation_id)
 from kefu.privacy import mask_text
+from kefu.ratelimit import ALLOW, TELL, throttle_from_settings
 
 logger = logging.getLogger(__name__)
 
@@ -387,10 +391,11 @@ class TelegramInput(InputChannel):
             cls.raise_missing_credentials_exception()
         return cls(credentials.get("access_token"), credentials.get("webhook_secret"),
                    base_url=credentials.get("base_url") or DEFAULT_BASE_URL,
-                   webhook_url=credentials.get("webhook_url"))
+                   webhook_url=credentials.get("webhook_url"), limits=credentials)
 
     def __init__(self, access_token: Optional[str], webhook_secret: Optional[str],
-                 base_url: str = DEFAULT_BASE_URL, webhook_url: Optional[str] = None):
+                 base_url: str = DEFAULT_BASE_URL, webhook_url: Optional[str] = None,
+                 limits: Optional[Mapping[str, Any]] = None):
         if not access_token:
             raise RasaException("telegram channel: 'access_token' (the bot token) is required")
         if not webhook_secret or not _SECRET_RE.match(str(webhook_secret)):
@@ -401,6 +406,7 @@ class TelegramInput(InputChannel):
         self.base_url = str(base_url)
         self.webhook_url = webhook_url
         self.payloads = CallbackPayloads()
+        self.throttle = throttle_from_settings(limits, "sender", DEFAULT_SENDER_LIMIT, DEFAULT_SENDER_WINDOW)
         self._bot: Optional[Bot] = None
         self._bot_loop: Optional[asyncio.AbstractEventLoop] = None
         self._init_lock: Optional[asyncio.Lock] = None
@@ -564,6 +570,14 @@ class TelegramInput(InputChannel):
             return
         sender = conversation_id(SENDER_PREFIX, str(chat_id))
         out = self.get_output_channel()
+        verdict = self.throttle.check(chat_id)
+        if verdict != ALLOW:
+            logger.warning("telegram: rate limit of %s reached; update %s dropped", sender, update.update_id)
+            if query is not None:
+                await out.answer_callback(query.id)
+            if verdict == TELL:
+                await out.send_text_message(sender, RATE_LIMITED_TEXT)
+            return
         async with self._chat_turn(chat_id):
             try:
                 if query is not None:

@@ -12,6 +12,10 @@ WeChat calls ``/webhooks/wechat/webhook``:
 Buttons do not exist in WeChat text messages: they are rendered as a numbered list and a reply of
 just the number sends that button's payload. ``get_output_channel()`` pushes through the
 customer-service API, so the agent desk's messages during a human handoff reach the user.
+
+Each user may send ``sender_limit`` messages per ``sender_window`` seconds (credentials; default 20 per 10 s);
+a new message over the limit is not processed and is answered passively with ``RATE_LIMITED_TEXT`` (at most
+once per window per user, else ``success``). WeChat's retries of a message already taken cost nothing.
 """
 from __future__ import annotations
 
@@ -33,8 +37,10 @@ from sanic.response import HTTPResponse
 
 from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, OutputChannel, UserMessage
 
-from kefu.channels.common import CLIPPED_NOTICE, clip_text, conversation_id
+from kefu.channels.common import (CLIPPED_NOTICE, DEFAULT_SENDER_LIMIT, DEFAULT_SENDER_WINDOW, RATE_LIMITED_TEXT,
+                                  clip_text, conversation_id)
 from kefu.privacy import mask_text
+from kefu.ratelimit import ALLOW, TELL, throttle_from_settings
 
 logger = logging.getLogger(__name__)
 
@@ -463,10 +469,11 @@ class WeChatInput(InputChannel):
             raise ValueError(f"wechat channel: missing credentials {', '.join(missing)}")
         return cls(str(credentials["token"]), str(credentials["app_id"]), str(credentials["app_secret"]),
                    api_base_url=credentials.get("api_base_url") or DEFAULT_API_BASE_URL,
-                   reply_timeout=float(credentials.get("reply_timeout") or DEFAULT_REPLY_TIMEOUT))
+                   reply_timeout=float(credentials.get("reply_timeout") or DEFAULT_REPLY_TIMEOUT), limits=credentials)
 
     def __init__(self, token: str, app_id: str, app_secret: str, api_base_url: str = DEFAULT_API_BASE_URL,
-                 reply_timeout: float = DEFAULT_REPLY_TIMEOUT, dedup_ttl: float = 120.0, max_pending: int = 10000):
+                 reply_timeout: float = DEFAULT_REPLY_TIMEOUT, dedup_ttl: float = 120.0, max_pending: int = 10000,
+                 limits: Optional[Mapping[str, Any]] = None):
         if reply_timeout <= 0:
             raise ValueError("wechat channel: reply_timeout must be positive")
         if reply_timeout >= WECHAT_WAIT_LIMIT:
@@ -476,6 +483,7 @@ class WeChatInput(InputChannel):
         self.reply_timeout = reply_timeout
         self.api = WeChatApi(app_id, app_secret, api_base_url)
         self.buttons = ButtonMemory()
+        self.throttle = throttle_from_settings(limits, "sender", DEFAULT_SENDER_LIMIT, DEFAULT_SENDER_WINDOW)
         self._pending: TTLCache[str, _Pending] = TTLCache(max_pending, dedup_ttl)
         self._tasks: set = set()
 
@@ -606,6 +614,10 @@ class WeChatInput(InputChannel):
 
         pending = self._pending.get(key)
         if pending is None:
+            verdict = self.throttle.check(openid)
+            if verdict != ALLOW:
+                logger.warning("wechat: rate limit of wx:%s reached; message dropped", openid)
+                return self._passive(fields, RATE_LIMITED_TEXT) if verdict == TELL else self._success()
             pending = _Pending()
             self._pending.set(key, pending)
             self._spawn(self._work(on_new_message, fields, pending))
