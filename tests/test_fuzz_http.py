@@ -1,7 +1,7 @@
 """Bad input (issue #7 item 5): hypothesis-generated garbage against every HTTP entry point and `kefu import`.
 
 Against the session stack (REST, callback, Telegram and WeChat webhooks, all correctly signed so the garbage
-reaches the parsers) and the agent desk (in a thread, logged in, CSRF header set): empty bodies, random bytes,
+reaches the parsers; the web widget's socket.io events and raw long-polling requests) and the agent desk (in a thread, logged in, CSRF header set): empty bodies, random bytes,
 invalid UTF-8, control characters, malformed / deeply nested JSON, wrong types, 100 KB messages, SQL-injection
 and path-traversal strings as message text and as slot values (``/inform{"order_id": ...}``). The answer is
 always a 4xx or a polite 200, never a 5xx or a traceback, and the sender's tracker stays readable afterwards.
@@ -18,6 +18,7 @@ import contextlib
 import io
 import json
 import os
+import queue
 import secrets
 import sqlite3
 import string
@@ -30,6 +31,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
+import socketio
 from aiohttp import web
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -303,6 +305,119 @@ def test_wechat_unsigned_or_stale_garbage_is_refused(rasa_stack, fake_wechat):
     params = signed_params(fake_wechat.token)
     params["signature"] = "../../etc/passwd"
     assert wechat.post(b"<xml/>", params=params).status_code == 403
+
+
+# ------------------------------------------------------------------------------------------------
+# web widget (socket.io over long-polling, as the browser widget speaks it)
+
+class SyncWidget:
+    """A socket.io client over long-polling that records what the server sends."""
+
+    def __init__(self, url: str):
+        self.client = socketio.Client(reconnection=False)
+        self.said: List[Any] = []
+        self.sessions: "queue.Queue[Any]" = queue.Queue()
+        self.client.on("bot_uttered", self.said.append)
+        self.client.on("session_confirm", self.sessions.put)
+        self.client.connect(url, transports=["polling"], socketio_path="/socket.io", wait_timeout=10)
+
+    def session(self, session_id: Optional[str] = None) -> str:
+        """A confirmed session (`session_id`, or a new one); what an earlier event confirmed is skipped."""
+        wanted = session_id or uuid.uuid4().hex
+        self.client.emit("session_request", {"session_id": wanted})
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                if self.sessions.get(timeout=0.5) == wanted:
+                    return wanted
+        raise AssertionError(f"no session_confirm for {wanted}")
+
+    def wait_said(self, count: int, timeout: float = 30) -> List[Any]:
+        deadline = time.monotonic() + timeout
+        while len(self.said) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.said
+
+
+@pytest.fixture(scope="module")
+def widget(rasa_stack):
+    client = SyncWidget(rasa_stack.url)
+    yield client
+    client.client.disconnect()
+
+
+def _unhandled_errors(log: Path, start: int) -> List[str]:
+    """Unhandled exceptions (asyncio's report of a failed socket.io handler task) logged after byte `start`."""
+    with log.open("rb") as handle:
+        handle.seek(start)
+        text = handle.read().decode("utf-8", "replace")
+    return [line for line in text.splitlines() if "Task exception was never retrieved" in line or "Traceback" in line]
+
+
+@FUZZ
+@given(event=st.sampled_from(["user_uttered", "session_request", "bot_uttered", "connect", "disconnect", "unknown"]),
+       data=st.one_of(st.none(), json_values, message_like,
+                      st.fixed_dictionaries({"message": json_values, "session_id": json_values,
+                                             "metadata": json_values})))
+@example(event="connect", data=None)
+@example(event="connect", data={"sanic.request": "203.0.113.9"})
+def test_widget_events_of_any_shape_leave_the_connection_working(rasa_stack, widget, event, data):
+    log = rasa_stack.workdir / "rasa.log"
+    start = log.stat().st_size
+    session_id = widget.session()
+    if isinstance(data, dict):
+        data = {**data, "session_id": data.get("session_id", session_id)}
+    if data is None:
+        widget.client.emit(event)
+    else:
+        widget.client.emit(event, data)
+    assert widget.client.connected
+    assert widget.session() != session_id  # the server still answers this connection
+    tracker(rasa_stack, f"web:{session_id}")
+    time.sleep(0.1)
+    assert _unhandled_errors(log, start) == []  # every event was handled: ignored, refused or answered
+    said = json.dumps(widget.said, ensure_ascii=False)
+    assert not any(secret in said for secret in OTHER_CUSTOMER_SECRETS), said
+
+
+@FEW
+@given(text=hostile_text)
+def test_widget_hostile_texts_get_an_answer_and_reveal_nothing(rasa_stack, text):
+    client = SyncWidget(rasa_stack.url)  # its own connection: replies are told apart per conversation
+    try:
+        session_id = client.session()
+        client.client.emit("user_uttered", {"message": text, "session_id": session_id})
+        if text.strip():
+            said = client.wait_said(1)
+            assert said and all(isinstance(m, dict) for m in said), said
+            assert not any(secret in json.dumps(said, ensure_ascii=False) for secret in OTHER_CUSTOMER_SECRETS)
+        assert client.client.connected
+        tracker(rasa_stack, f"web:{session_id}")
+    finally:
+        client.client.disconnect()
+
+
+def _polling_handshake(stack) -> str:
+    """A new engine.io session's id, with the socket.io namespace connected (what the client's first requests do)."""
+    opened = requests.get(f"{stack.url}/socket.io/", params={"EIO": "4", "transport": "polling"}, timeout=10)
+    assert opened.status_code == 200 and opened.text.startswith("0"), opened.text[:200]
+    sid = json.loads(opened.text[1:])["sid"]
+    assert requests.post(f"{stack.url}/socket.io/", params={"EIO": "4", "transport": "polling", "sid": sid},
+                         data=b"40", timeout=10).status_code == 200
+    return sid
+
+
+@FUZZ
+@given(body=st.one_of(garbage_bytes, st.sampled_from([b"42" + b"[" * 5000, b"4" * 100, b"42[\"user_uttered\"",
+                                                      b"\x1e".join([b"4"] * 40), b"b" + b"\xff" * 20])),
+       bogus_sid=st.booleans())
+def test_widget_raw_polling_garbage_is_never_a_5xx(rasa_stack, body, bogus_sid):
+    sid = "../../etc/passwd" if bogus_sid else _polling_handshake(rasa_stack)
+    response = requests.post(f"{rasa_stack.url}/socket.io/", params={"EIO": "4", "transport": "polling", "sid": sid},
+                             data=body, timeout=10)
+    assert_sane(response)
+    assert_sane(requests.get(f"{rasa_stack.url}/socket.io/", params={"EIO": "9", "transport": body.decode(
+        "latin-1")[:50], "sid": sid}, timeout=10))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -106,9 +106,13 @@ class SocketIOInput(RasaSocketIOInput):
             return response.json({"status": "ok"})
 
         @sio.on("connect", namespace=self.namespace)
-        async def connect(sid: Text, environ: Dict, auth: Optional[Dict] = None) -> bool:
-            request = environ.get("sanic.request")
-            ip = client_ip(request) if request is not None else "?"
+        async def connect(sid: Text, environ: Any = None, auth: Any = None) -> Optional[bool]:
+            request = environ.get("sanic.request") if isinstance(environ, dict) else None
+            if not isinstance(request, Request):
+                # python-socketio also calls this for a "connect" event that a client emits on an open connection
+                logger.warning("socket.io: ignored a 'connect' event sent by client %s", sid)
+                return None
+            ip = client_ip(request)
             if not self.ip_throttle.limiter.allow(ip):
                 logger.warning("socket.io: rate limit of client %s reached; connection refused", ip)
                 return False
