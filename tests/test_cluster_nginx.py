@@ -1,7 +1,7 @@
 """The production profile's nginx (kefu.cluster.nginx_conf), run for real in front of two small HTTP servers that
-stand in for the Rasa processes: customer traffic is spread over both, every WeChat call goes to the first
-(WeChat's duplicate detection and button memory live in the process that took the message), and to the other
-while the first is down."""
+stand in for the Rasa processes: customer traffic is spread over both; WeChat calls are routed by the user's
+openid (WeChat's duplicate detection, button memory and rate limit are per user, in the process that took the
+message), so each user keeps to one process, and the users of a process that is down go to the other."""
 from __future__ import annotations
 
 import http.server
@@ -77,13 +77,28 @@ def _served_by(url: str, path: str, n: int = 12) -> Counter:
     return Counter(int(requests.post(f"{url}{path}", data=b"<xml/>", timeout=10).text) for _ in range(n))
 
 
-def test_wechat_goes_to_one_process_and_the_rest_is_spread(proxied):
+def _wechat_path(openid: str) -> str:
+    return f"/webhooks/wechat/webhook?signature=x&timestamp=1&nonce=2&openid={openid}"
+
+
+OPENIDS = [f"o6_bmjrPTlm6_2sgVt7hMZOPf{n:03d}" for n in range(40)]
+
+
+def test_each_wechat_user_keeps_to_one_process_and_users_are_spread(proxied):
     url, (first, second) = proxied
-    assert _served_by(url, "/webhooks/wechat/webhook?signature=x") == Counter({first.port: 12})
+    homes = {}
+    for openid in OPENIDS:
+        served = _served_by(url, _wechat_path(openid), n=4)
+        assert len(served) == 1, (openid, served)  # every message of a user: the same process
+        homes[openid] = next(iter(served))
+    assert set(homes.values()) == {first.port, second.port}  # and the users are spread over both
     assert set(_served_by(url, "/webhooks/rest/webhook")) == {first.port, second.port}
 
 
-def test_wechat_fails_over_to_the_other_process_while_the_first_is_down(proxied):
+def test_wechat_users_of_a_process_that_is_down_go_to_the_other_and_the_rest_stay(proxied):
     url, (first, second) = proxied
+    homes = {openid: next(iter(_served_by(url, _wechat_path(openid), n=1))) for openid in OPENIDS}
     first.stop()
-    assert _served_by(url, "/webhooks/wechat/webhook") == Counter({second.port: 12})
+    for openid in OPENIDS:
+        assert _served_by(url, _wechat_path(openid), n=3) == Counter({second.port: 3})
+    assert any(port == second.port for port in homes.values())  # those never moved

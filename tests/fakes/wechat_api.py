@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 import secrets
 import threading
 import time
@@ -220,9 +221,14 @@ class WeChatPlatform:
 
     def post(self, body: str | bytes, params: Optional[Dict[str, str]] = None,
              token: Optional[str] = None) -> requests.Response:
-        """POST `body` signed with `token` (default: the right one); `params` replaces the signed query."""
-        query = params if params is not None else signed_params(token or self.token)
+        """POST `body` signed with `token` (default: the right one); `params` replaces the signed query.
+        As WeChat does, the query also carries the sender's openid (not covered by the signature)."""
         data = body.encode("utf-8") if isinstance(body, str) else body
+        query = params if params is not None else signed_params(token or self.token)
+        if params is None:
+            sender = re.search(rb"<FromUserName><!\[CDATA\[([A-Za-z0-9_-]+)\]\]>", data)
+            if sender:
+                query["openid"] = sender.group(1).decode()
         return requests.post(self.webhook_url, params=query, data=data,
                              headers={"Content-Type": "text/xml"}, timeout=self.timeout)
 
