@@ -28,6 +28,7 @@ from typing import Dict, List, Optional
 import yaml
 
 from kefu.db import PROJECT_ROOT
+from kefu.ratelimit import PREFIX_ENV, REDIS_URL_ENV
 from kefu.stack import MODEL, VENV_BIN, ActionServer, DeskServer, action_endpoint, free_port, wait_http
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -69,6 +70,10 @@ class Services:
             raise ServiceMissing("the production profile needs " + ", ".join(missing))
         if not Path(NGINX).exists():
             raise ServiceMissing("the production profile needs nginx (Debian package nginx-light)")
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://{self.redis_host}:{self.redis_port}/{self.redis_db}"
 
     def pg_url(self, database: str) -> str:
         auth = self.pg_user + (f":{self.pg_password}" if self.pg_password else "")
@@ -248,8 +253,7 @@ class Cluster:
         base = yaml.safe_load((PROJECT_ROOT / "credentials.yml").read_text(encoding="utf-8")) or {}
         widget = base.get("kefu.channels.socketio.SocketIOInput")
         if isinstance(widget, dict):  # agent replies reach a widget connected to another process
-            widget["redis_url"] = (f"redis://{self.services.redis_host}:{self.services.redis_port}/"
-                                   f"{self.services.redis_db}")
+            widget["redis_url"] = self.services.redis_url
         if self.rest_settings:
             base["kefu.channels.rest.RestInput"] = {**(base.get("kefu.channels.rest.RestInput") or {}),
                                                     **self.rest_settings}
@@ -263,8 +267,10 @@ class Cluster:
                    "--credentials", str(self.workdir / "credentials.yml"), "--port", str(port)]
         if self.api_token:
             command += ["--enable-api", "--auth-token", self.api_token]
-        # behind nginx: Sanic takes the client address from X-Forwarded-For (per-IP rate limits, logs)
-        env = {**self.env, "SANIC_WORKERS": str(self.rasa_workers), "SANIC_PROXIES_COUNT": "1"}
+        # behind nginx: Sanic takes the client address from X-Forwarded-For (per-IP rate limits, logs); the channels'
+        # rate limits are kept in Redis, shared by all Rasa processes of this cluster
+        env = {**self.env, "SANIC_WORKERS": str(self.rasa_workers), "SANIC_PROXIES_COUNT": "1",
+               REDIS_URL_ENV: self.services.redis_url, PREFIX_ENV: self.name}
         self.rasa[port] = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log.open("a"), stderr=subprocess.STDOUT,
                                            env=env)
 

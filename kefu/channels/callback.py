@@ -34,11 +34,9 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from kefu.channels.common import (CLIPPED_NOTICE, DEFAULT_IP_LIMIT, DEFAULT_IP_WINDOW, DEFAULT_SENDER_LIMIT,
-                                  DEFAULT_SENDER_WINDOW, clip_text, client_ip)
-from kefu.channels.rest import BadRequest, parse_body, too_fast
+from kefu.channels.common import CLIPPED_NOTICE, clip_text, client_ip
+from kefu.channels.rest import BadRequest, RequestLimits, parse_body
 from kefu.privacy import mask_text
-from kefu.ratelimit import limiter_from_settings
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +97,7 @@ class CallbackInput(RasaCallbackInput):
     def __init__(self, endpoint: EndpointConfig, limits: Optional[Mapping[str, Any]] = None) -> None:
         super().__init__(endpoint)
         self.secret: Optional[str] = None
-        self.sender_limiter = limiter_from_settings(limits, "sender", DEFAULT_SENDER_LIMIT, DEFAULT_SENDER_WINDOW)
-        self.ip_limiter = limiter_from_settings(limits, "ip", DEFAULT_IP_LIMIT, DEFAULT_IP_WINDOW)
+        self.limits = RequestLimits(limits, "callback")
         self._tasks: Set[asyncio.Task] = set()
 
     def get_output_channel(self) -> CallbackOutput:
@@ -115,24 +112,22 @@ class CallbackInput(RasaCallbackInput):
 
         @webhook.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> HTTPResponse:
-            ip = client_ip(request)
-            if not self.ip_limiter.allow(ip):
-                logger.warning("callback channel: rate limit of client %s reached", ip)
-                return too_fast("client", self.ip_limiter.retry_after(ip))
-            body = request.body or b""
+            ip, body = client_ip(request), request.body or b""
+            sender, problem = None, None
             if len(body) > MAX_BODY_BYTES:
-                return response.json({"error": f"body larger than {MAX_BODY_BYTES} bytes"}, status=413)
-            if self.secret and not hmac.compare_digest(request.headers.get(SIGNATURE_HEADER, ""),
-                                                       sign(self.secret, body)):
+                problem = response.json({"error": f"body larger than {MAX_BODY_BYTES} bytes"}, status=413)
+            elif self.secret and not hmac.compare_digest(request.headers.get(SIGNATURE_HEADER, ""),
+                                                         sign(self.secret, body)):
                 logger.warning("callback channel: request with a missing or wrong signature from %s", ip)
-                return response.json({"error": "missing or wrong signature"}, status=403)
-            try:
-                sender, text, metadata = parse_body(body)
-            except BadRequest as error:
-                return response.json({"error": str(error)}, status=400)
-            if not self.sender_limiter.allow(sender):
-                logger.warning("callback channel: rate limit of sender %s reached", mask_text(sender))
-                return too_fast("sender", self.sender_limiter.retry_after(sender))
+                problem = response.json({"error": "missing or wrong signature"}, status=403)
+            else:
+                try:
+                    sender, text, metadata = parse_body(body)
+                except BadRequest as error:
+                    problem = response.json({"error": str(error)}, status=400)
+            refusal = await self.limits.refusal(ip, sender)
+            if refusal is not None or problem is not None:
+                return refusal or problem
             task = asyncio.create_task(self._handle(on_new_message, sender, text, metadata))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

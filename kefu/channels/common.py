@@ -1,7 +1,9 @@
 """What every customer channel shares: conversation ids per channel, message size limits, rate limits, notices."""
 from __future__ import annotations
 
-from typing import Any, Tuple
+import asyncio
+import contextlib
+from typing import Any, AsyncIterator, Dict, Hashable, List, Tuple
 
 # Longer customer messages are cut to this many characters before NLU sees them.
 MAX_MESSAGE_CHARS = 1000
@@ -31,3 +33,26 @@ def client_ip(request: Any) -> str:
     """A Sanic request's client IP: ``remote_addr`` is only set when Sanic is told to trust a proxy's headers
     (``SANIC_PROXIES_COUNT``); else the socket's peer."""
     return request.remote_addr or request.ip or "?"
+
+
+class KeyedTurns:
+    """One holder at a time per key (a chat, a conversation), served in arrival order (asyncio.Lock is fair);
+    a key's lock is dropped once nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: Dict[Hashable, List[Any]] = {}  # key -> [lock, holders and waiters]
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: Hashable) -> AsyncIterator[None]:
+        entry = self._locks.setdefault(key, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._locks.pop(key, None)

@@ -41,7 +41,7 @@ from sanic.response import HTTPResponse
 from kefu.channels.common import (CLIPPED_NOTICE, DEFAULT_IP_LIMIT, DEFAULT_IP_WINDOW, DEFAULT_SENDER_LIMIT,
                                   DEFAULT_SENDER_WINDOW, RATE_LIMITED_TEXT, clip_text, client_ip)
 from kefu.privacy import mask_text
-from kefu.ratelimit import limiter_from_settings
+from kefu.ratelimit import limiter_from_settings, take_both
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,32 @@ def too_fast(what: str, retry_after: int) -> HTTPResponse:
     """429 for a client or sender over its rate limit, with a text a client can show the customer."""
     return response.json({"error": f"too many messages from this {what}; retry in {retry_after} s",
                           "text": RATE_LIMITED_TEXT}, status=429, headers={"Retry-After": str(max(1, retry_after))})
+
+
+class RequestLimits:
+    """The client-IP and sender limits of an HTTP channel (REST, callback), charged together: one Redis round trip
+    per valid message when the limits are shared (kefu.ratelimit.take_both)."""
+
+    def __init__(self, settings: Optional[Mapping[str, Any]], scope: str):
+        self.scope = scope
+        self.ip = limiter_from_settings(settings, "ip", DEFAULT_IP_LIMIT, DEFAULT_IP_WINDOW, scope=scope)
+        self.sender = limiter_from_settings(settings, "sender", DEFAULT_SENDER_LIMIT, DEFAULT_SENDER_WINDOW,
+                                            scope=scope)
+
+    async def refusal(self, ip: str, sender: Optional[str]) -> Optional[HTTPResponse]:
+        """The 429 for a request over a limit, else None. Every request counts for its client; a valid message
+        (`sender` given) also for its sender."""
+        if sender is None:
+            ip_wait, sender_wait = await self.ip.take(ip), 0
+        else:
+            ip_wait, sender_wait = await take_both(self.ip, ip, self.sender, sender)
+        if ip_wait:
+            logger.warning("%s: rate limit of client %s reached", self.scope, ip)
+            return too_fast("client", ip_wait)
+        if sender_wait:
+            logger.warning("%s: rate limit of sender %s reached", self.scope, sender)
+            return too_fast("sender", sender_wait)
+        return None
 
 
 def _too_deep(value: Any, limit: int) -> bool:
@@ -121,8 +147,7 @@ class RestInput(RasaRestInput):
         return cls(credentials)
 
     def __init__(self, settings: Optional[Mapping[str, Any]] = None) -> None:
-        self.sender_limiter = limiter_from_settings(settings, "sender", DEFAULT_SENDER_LIMIT, DEFAULT_SENDER_WINDOW)
-        self.ip_limiter = limiter_from_settings(settings, "ip", DEFAULT_IP_LIMIT, DEFAULT_IP_WINDOW)
+        self.limits = RequestLimits(settings, "rest")
 
     async def _collect(self, on_new_message: Callable[[UserMessage], Awaitable[Any]], sender: str, text: str,
                        metadata: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -146,20 +171,18 @@ class RestInput(RasaRestInput):
 
         @webhook.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> HTTPResponse:
-            ip = client_ip(request)
-            if not self.ip_limiter.allow(ip):
-                logger.warning("rest: rate limit of client %s reached", ip)
-                return too_fast("client", self.ip_limiter.retry_after(ip))
             body = request.body or b""
+            sender, problem = None, None
             if len(body) > MAX_BODY_BYTES:
-                return response.json({"error": f"body larger than {MAX_BODY_BYTES} bytes"}, status=413)
-            try:
-                sender, text, metadata = parse_body(body)
-            except BadRequest as error:
-                return response.json({"error": str(error)}, status=400)
-            if not self.sender_limiter.allow(sender):
-                logger.warning("rest: rate limit of sender %s reached", sender)
-                return too_fast("sender", self.sender_limiter.retry_after(sender))
+                problem = response.json({"error": f"body larger than {MAX_BODY_BYTES} bytes"}, status=413)
+            else:
+                try:
+                    sender, text, metadata = parse_body(body)
+                except BadRequest as error:
+                    problem = response.json({"error": str(error)}, status=400)
+            refusal = await self.limits.refusal(client_ip(request), sender)
+            if refusal is not None or problem is not None:
+                return refusal or problem
             text, clipped = clip_text(text)
             notice = [{"recipient_id": sender, "text": CLIPPED_NOTICE}] if clipped else []
 

@@ -32,7 +32,8 @@ from sanic.response import HTTPResponse
 from socketio import AsyncRedisManager, AsyncServer
 
 from kefu.channels.common import (CLIPPED_NOTICE, DEFAULT_IP_LIMIT, DEFAULT_IP_WINDOW, DEFAULT_SENDER_LIMIT,
-                                  DEFAULT_SENDER_WINDOW, RATE_LIMITED_TEXT, clip_text, client_ip, conversation_id)
+                                  DEFAULT_SENDER_WINDOW, RATE_LIMITED_TEXT, KeyedTurns, clip_text, client_ip,
+                                  conversation_id)
 from kefu.privacy import mask_text
 from kefu.ratelimit import ALLOW, TELL, MessageThrottle, throttle_from_settings
 
@@ -83,9 +84,9 @@ class SocketIOInput(RasaSocketIOInput):
 
     def set_limits(self, settings: Optional[Dict[Text, Any]]) -> None:
         """Rate limits from ``ip_limit``/``ip_window``/``sender_limit``/``sender_window`` (ValueError if bad)."""
-        self.ip_throttle = throttle_from_settings(settings, "ip", DEFAULT_IP_LIMIT, DEFAULT_IP_WINDOW)
+        self.ip_throttle = throttle_from_settings(settings, "ip", DEFAULT_IP_LIMIT, DEFAULT_IP_WINDOW, scope="web")
         self.sender_throttle = throttle_from_settings(settings, "sender", DEFAULT_SENDER_LIMIT,
-                                                      DEFAULT_SENDER_WINDOW)
+                                                      DEFAULT_SENDER_WINDOW, scope="web")
 
     def get_output_channel(self) -> Optional[OutputChannel]:
         if self.sio is None:
@@ -95,6 +96,7 @@ class SocketIOInput(RasaSocketIOInput):
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         if self.ip_throttle is None or self.sender_throttle is None:
             self.set_limits(None)
+        self._turns = KeyedTurns()
         manager = AsyncRedisManager(self.redis_url, channel="kefu-socketio") if self.redis_url else None
         sio = AsyncServer(async_mode="sanic", cors_allowed_origins=self.cors_allowed_origins, transports=["polling"],
                           client_manager=manager)
@@ -113,7 +115,7 @@ class SocketIOInput(RasaSocketIOInput):
                 logger.warning("socket.io: ignored a 'connect' event sent by client %s", sid)
                 return None
             ip = client_ip(request)
-            if not self.ip_throttle.limiter.allow(ip):
+            if await self.ip_throttle.limiter.take(ip):
                 logger.warning("socket.io: rate limit of client %s reached; connection refused", ip)
                 return False
             async with sio.session(sid, namespace=self.namespace) as session:
@@ -121,7 +123,7 @@ class SocketIOInput(RasaSocketIOInput):
             return True
 
         async def too_fast(sid: Text, what: str, key: str) -> bool:
-            verdict = (self.ip_throttle if what == "client" else self.sender_throttle).check(key)
+            verdict = await (self.ip_throttle if what == "client" else self.sender_throttle).check(key)
             if verdict == ALLOW:
                 return False
             logger.warning("socket.io: rate limit of %s %s reached", what, mask_text(key))
@@ -142,19 +144,21 @@ class SocketIOInput(RasaSocketIOInput):
         async def handle_message(sid: Text, data: Any = None) -> None:
             async with sio.session(sid, namespace=self.namespace) as session:
                 room, ip = session.get("room"), session.get("ip", "?")
-            if await too_fast(sid, "client", ip):
-                return
-            if not isinstance(data, dict) or not isinstance(data.get("message"), str):
-                logger.warning("socket.io: ignored a malformed message event from %s", sid)
-                return
-            if room is None:
-                # The client skipped session_request (as a stock client without persistence does).
-                logger.warning("socket.io: message from %s before session_request; ignored", sid)
-                await sio.emit("session_required", {}, room=sid, namespace=self.namespace)
-                return
-            text, clipped = clip_text(data["message"].strip())
-            if not text or await too_fast(sid, "conversation", room):
-                return
+            # the checks may wait for Redis (shared limits): in the connection's turn, so messages keep their order
+            async with self._turns.turn(sid):
+                if await too_fast(sid, "client", ip):
+                    return
+                if not isinstance(data, dict) or not isinstance(data.get("message"), str):
+                    logger.warning("socket.io: ignored a malformed message event from %s", sid)
+                    return
+                if room is None:
+                    # The client skipped session_request (as a stock client without persistence does).
+                    logger.warning("socket.io: message from %s before session_request; ignored", sid)
+                    await sio.emit("session_required", {}, room=sid, namespace=self.namespace)
+                    return
+                text, clipped = clip_text(data["message"].strip())
+                if not text or await too_fast(sid, "conversation", room):
+                    return
             output = WidgetOutput(sio, self.bot_message_evt)
             if clipped:
                 await output.send_text_message(room, CLIPPED_NOTICE)

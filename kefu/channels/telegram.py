@@ -33,7 +33,7 @@ import re
 import warnings
 from collections import OrderedDict
 from datetime import timedelta
-from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Mapping, Optional, Set
+from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Set
 
 from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from rasa.shared.exceptions import RasaException
@@ -45,7 +45,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 from telegram.request import HTTPXRequest
 
 from kefu.channels.common import (CLIPPED_NOTICE, DEFAULT_SENDER_LIMIT, DEFAULT_SENDER_WINDOW, RATE_LIMITED_TEXT,
-                                  clip_text, conversation_id)
+                                  KeyedTurns, clip_text, conversation_id)
 from kefu.privacy import mask_text
 from kefu.ratelimit import ALLOW, TELL, throttle_from_settings
 
@@ -406,13 +406,14 @@ class TelegramInput(InputChannel):
         self.base_url = str(base_url)
         self.webhook_url = webhook_url
         self.payloads = CallbackPayloads()
-        self.throttle = throttle_from_settings(limits, "sender", DEFAULT_SENDER_LIMIT, DEFAULT_SENDER_WINDOW)
+        self.throttle = throttle_from_settings(limits, "sender", DEFAULT_SENDER_LIMIT, DEFAULT_SENDER_WINDOW,
+                                               scope="telegram")
         self._bot: Optional[Bot] = None
         self._bot_loop: Optional[asyncio.AbstractEventLoop] = None
         self._init_lock: Optional[asyncio.Lock] = None
         self._init_lock_loop: Optional[asyncio.AbstractEventLoop] = None
         self._seen_updates: "OrderedDict[int, None]" = OrderedDict()
-        self._chat_locks: Dict[int, List[Any]] = {}
+        self._chat_turns = KeyedTurns()
         self._tasks: Set[asyncio.Task] = set()
 
     def redact(self, text: str) -> str:
@@ -545,19 +546,6 @@ class TelegramInput(InputChannel):
 
     # --- updates ---------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _chat_turn(self, chat_id: int) -> AsyncIterator[None]:
-        """One message per chat at a time, in arrival order (asyncio.Lock is fair)."""
-        entry = self._chat_locks.setdefault(chat_id, [asyncio.Lock(), 0])
-        entry[1] += 1
-        try:
-            async with entry[0]:
-                yield
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                self._chat_locks.pop(chat_id, None)
-
     async def handle_update(self, update: Update, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> None:
         """Hand one Update to Rasa; every failure is logged and, where possible, apologised for."""
         query, message = update.callback_query, update.message
@@ -570,15 +558,15 @@ class TelegramInput(InputChannel):
             return
         sender = conversation_id(SENDER_PREFIX, str(chat_id))
         out = self.get_output_channel()
-        verdict = self.throttle.check(chat_id)
-        if verdict != ALLOW:
-            logger.warning("telegram: rate limit of %s reached; update %s dropped", sender, update.update_id)
-            if query is not None:
-                await out.answer_callback(query.id)
-            if verdict == TELL:
-                await out.send_text_message(sender, RATE_LIMITED_TEXT)
-            return
-        async with self._chat_turn(chat_id):
+        async with self._chat_turns.turn(chat_id):  # one message per chat at a time, in arrival order
+            verdict = await self.throttle.check(chat_id)  # in the turn: a shared (Redis) check keeps the order
+            if verdict != ALLOW:
+                logger.warning("telegram: rate limit of %s reached; update %s dropped", sender, update.update_id)
+                if query is not None:
+                    await out.answer_callback(query.id)
+                if verdict == TELL:
+                    await out.send_text_message(sender, RATE_LIMITED_TEXT)
+                return
             try:
                 if query is not None:
                     await out.answer_callback(query.id)

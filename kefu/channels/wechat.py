@@ -483,7 +483,8 @@ class WeChatInput(InputChannel):
         self.reply_timeout = reply_timeout
         self.api = WeChatApi(app_id, app_secret, api_base_url)
         self.buttons = ButtonMemory()
-        self.throttle = throttle_from_settings(limits, "sender", DEFAULT_SENDER_LIMIT, DEFAULT_SENDER_WINDOW)
+        self.throttle = throttle_from_settings(limits, "sender", DEFAULT_SENDER_LIMIT, DEFAULT_SENDER_WINDOW,
+                                               scope="wechat")
         self._pending: TTLCache[str, _Pending] = TTLCache(max_pending, dedup_ttl)
         self._tasks: set = set()
 
@@ -614,13 +615,15 @@ class WeChatInput(InputChannel):
 
         pending = self._pending.get(key)
         if pending is None:
-            verdict = self.throttle.check(openid)
-            if verdict != ALLOW:
-                logger.warning("wechat: rate limit of wx:%s reached; message dropped", openid)
-                return self._passive(fields, RATE_LIMITED_TEXT) if verdict == TELL else self._success()
             pending = _Pending()
-            self._pending.set(key, pending)
-            self._spawn(self._work(on_new_message, fields, pending))
+            self._pending.set(key, pending)  # before any await: a concurrent retry must find it
+            verdict = await self.throttle.check(openid)
+            if verdict == ALLOW:
+                self._spawn(self._work(on_new_message, fields, pending))
+            else:  # refused: this message (and WeChat's retries of it) gets the notice once per window, or nothing
+                logger.warning("wechat: rate limit of wx:%s reached; message dropped", openid)
+                pending.chunks = [RATE_LIMITED_TEXT] if verdict == TELL else []
+                pending.done.set()
         elif pending.mode == "push":  # a retry after we already answered "success"
             return self._success()
 
