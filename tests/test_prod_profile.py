@@ -81,10 +81,12 @@ def test_a_senders_rate_limit_holds_across_both_processes(cluster):
                     return response.status
             return list(await asyncio.gather(*(post(n) for n in range(30))))
 
+    started = time.monotonic()
     statuses = asyncio.run(run())
-    assert set(statuses) == {200, 429}, statuses
-    # a burst of 20 plus what refilled meanwhile; counted per process, each would have let all its 15 pass
-    assert 20 <= statuses.count(200) <= 23, statuses
+    elapsed = time.monotonic() - started
+    assert set(statuses) == {200, 429}, statuses  # counted per process, each would have let all its 15 pass
+    # a burst of 20, plus at most what refilled (2 per second) meanwhile
+    assert 20 <= statuses.count(200) <= 20 + 2 * elapsed + 1, (statuses, elapsed)
 
 
 def test_every_event_of_a_conversation_reaches_analytics_once(cluster, tmp_path):
