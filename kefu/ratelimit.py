@@ -30,6 +30,8 @@ import time
 from collections import OrderedDict
 from typing import Any, Callable, Hashable, List, Mapping, Optional, Tuple
 
+from redis.exceptions import RedisError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_KEYS = 100_000
@@ -159,8 +161,6 @@ class SharedRateLimiter:
     async def _take_all(self, checks: List[Tuple["SharedRateLimiter", Hashable]], cost: float) -> List[int]:
         """Charge each (limiter, key) in order in one round trip (the limiters share this one's Redis); the waits,
         0 where charged, and 0 after the first refusal (not charged)."""
-        from redis.exceptions import RedisError
-
         waits = [0] * len(checks)
         try:
             index, wait_ms = await self._script()(

@@ -28,7 +28,6 @@ def conversation_id(channel: str, peer_id: str) -> str:
     return f"{channel}:{peer_id}"
 
 
-
 def client_ip(request: Any) -> str:
     """A Sanic request's client IP: ``remote_addr`` is only set when Sanic is told to trust a proxy's headers
     (``SANIC_PROXIES_COUNT``); else the socket's peer."""

@@ -35,7 +35,7 @@ from kefu.channels.common import (CLIPPED_NOTICE, DEFAULT_IP_LIMIT, DEFAULT_IP_W
                                   DEFAULT_SENDER_WINDOW, RATE_LIMITED_TEXT, KeyedTurns, clip_text, client_ip,
                                   conversation_id)
 from kefu.privacy import mask_text
-from kefu.ratelimit import ALLOW, TELL, MessageThrottle, throttle_from_settings
+from kefu.ratelimit import ALLOW, TELL, throttle_from_settings
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +71,11 @@ class SocketIOInput(RasaSocketIOInput):
 
     cors_allowed_origins: Any = "*"
     redis_url: Optional[str] = None
-    ip_throttle: Optional[MessageThrottle] = None
-    sender_throttle: Optional[MessageThrottle] = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.set_limits(None)  # the defaults; from_credentials sets the configured ones
+        self._turns = KeyedTurns()
 
     @classmethod
     def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
@@ -94,9 +97,6 @@ class SocketIOInput(RasaSocketIOInput):
         return WidgetOutput(self.sio, self.bot_message_evt)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
-        if self.ip_throttle is None or self.sender_throttle is None:
-            self.set_limits(None)
-        self._turns = KeyedTurns()
         manager = AsyncRedisManager(self.redis_url, channel="kefu-socketio") if self.redis_url else None
         sio = AsyncServer(async_mode="sanic", cors_allowed_origins=self.cors_allowed_origins, transports=["polling"],
                           client_manager=manager)
